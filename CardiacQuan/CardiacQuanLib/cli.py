@@ -1,0 +1,175 @@
+"""`cardiacquan`: the engine's command line (also what the Slicer module runs in a subprocess).
+
+Errors the user can fix come out as one line (`CQ-ERROR <message>`) on stderr with exit code
+2; progress of long work as `CQ-PROGRESS <done> <total> <message>` lines on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import CardiacQuanError, __version__
+from .exchange import ExchangeError, error_line, progress_line
+
+
+def _progress(done, total, message=""):
+    print(progress_line(done, total, message), file=sys.stderr, flush=True)
+
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def _read_input(path, third_axis_is_time=False):
+    from .io_cine import read_cine
+    if not Path(path).exists():
+        raise CardiacQuanError(f"input not found: {path}")
+    return read_cine(path, third_axis_is_time=third_axis_is_time)
+
+
+def cmd_quantify(args):
+    from .io_cine import read_labels_any as read_labels
+    from .pipeline import quantify
+    from .report import write_outputs
+    t0 = time.time()
+    cine = _read_input(args.input, args.third_axis_is_time)
+    _log(f"read {args.input}: {cine.n_frames} frames x {cine.n_slices} slices of "
+         f"{cine.frame_shape[0]}x{cine.frame_shape[1]} px at {cine.spacing[0]:.3g}x{cine.spacing[1]:.3g} mm")
+    labels = None
+    if args.labels:
+        if not Path(args.labels).exists():
+            raise CardiacQuanError(f"labels not found: {args.labels}")
+        labels = read_labels(args.labels, cine)
+    elif args.no_network:
+        raise CardiacQuanError("--no-network needs --labels")
+    result = quantify(cine, labels=labels, slices=args.slices, progress=_progress,
+                      use_quan_net=not args.geometry_only)
+    out = write_outputs(result, args.output, input_path=args.input, figures=not args.no_figures)
+    _log(f"ED frame {result.ed_frame}, ES frame {result.es_frame}; mid-ventricular slice {result.mid_slice}")
+    for w in dict.fromkeys(result.warnings):
+        _log(f"warning: {w}")
+    _log(f"wrote {out} in {time.time() - t0:.1f} s")
+    return 0
+
+
+def cmd_segment(args):
+    from .io_cine import write_labels
+    from .segment import segment_cine
+    cine = _read_input(args.input, args.third_axis_is_time)
+    cine.validate_for_quantification() if cine.n_frames > 1 else None
+    seg = segment_cine(cine, progress=_progress)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    write_labels(seg.labels, cine, args.output)
+    for w in seg.warnings:
+        _log(f"warning: {w}")
+    _log(f"wrote {args.output}")
+    return 0
+
+
+def cmd_demo(args):
+    from .io_cine import write_cine
+    from .phantom import make_phantom
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    ph = make_phantom(seed=args.seed, n_frames=20, n_slices=args.slices_count)
+    src = out / "phantom_cine.nii.gz"
+    write_cine(ph.cine, str(src))
+    _log(f"generated a phantom cine ({ph.cine.n_frames} frames x {ph.cine.n_slices} slices, "
+         f"{ph.cine.spacing[0]:.2f} mm pixels) -> {src}")
+    ns = argparse.Namespace(input=str(src), output=str(out), labels=None, slices="all",
+                            third_axis_is_time=False, no_network=False, geometry_only=False,
+                            no_figures=False)
+    rc = cmd_quantify(ns)
+    _compare_with_truth(ph, out)
+    return rc
+
+
+def _compare_with_truth(ph, out):
+    """Print how far the product's numbers are from the phantom's exact truth."""
+    import csv
+    import numpy as np
+    rows = list(csv.DictReader(open(out / "indices.csv")))
+    names = ["cavity_area_mm2", "myocardium_area_mm2", "dim1_mm", "dim2_mm", "dim3_mm"] + \
+            [f"rwt{k}_mm" for k in range(1, 7)]
+    truth = np.concatenate([ph.truth["cavity_area"][..., None], ph.truth["myocardium_area"][..., None],
+                            ph.truth["dims"], ph.truth["rwt"]], axis=-1)   # (T, Z, 11)
+    err = {n: [] for n in names}
+    phase_wrong = []
+    for r in rows:
+        t, z = int(r["frame"]), int(r["slice"])
+        for k, n in enumerate(names):
+            if r[n] != "" and np.isfinite(truth[t, z, k]):
+                err[n].append(abs(float(r[n]) - truth[t, z, k]))
+        phase_wrong.append(int(r["phase"]) != int(ph.truth["phase"][t, z]))
+    print("Phantom truth vs CardiacQuan (mean absolute error over all frames):")
+    print(f"  cavity area {np.mean(err[names[0]]):.1f} mm², myocardium area {np.mean(err[names[1]]):.1f} mm², "
+          f"dims {np.mean(sum((err[n] for n in names[2:5]), [])):.2f} mm, "
+          f"RWT {np.mean(sum((err[n] for n in names[5:]), [])):.2f} mm, phase error {100 * np.mean(phase_wrong):.1f} %")
+    print(f"Results: {out}/indices.csv, summary.json, segmentation.nii.gz, phase_curve.png, mid_slice_ed_es.png")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="cardiacquan", description="Full left-ventricle quantification "
+                                "from short-axis cine MRI (LVQuan indices, phase, segmentation).")
+    p.add_argument("--version", action="version", version=f"cardiacquan {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("quantify", help="segment (or take --labels) and quantify a cine")
+    q.add_argument("input", help="DICOM folder/file, NIfTI, NRRD, .seq.nrrd, or the Slicer module's .npz")
+    q.add_argument("-o", "--output", required=True, help="output folder (created)")
+    q.add_argument("--labels", help="label image to quantify instead of running the network "
+                   "(0 background, 1 RV, 2 LV myocardium, 3 LV cavity; same grid as the input)")
+    q.add_argument("--slices", default="all", help="'all' (default), 'mid', or slice numbers such as 3 or 2,3,4")
+    q.add_argument("--third-axis-is-time", action="store_true", help="a 3-D input is one slice over time")
+    q.add_argument("--geometry-only", action="store_true",
+                   help="final values from the geometry of the masks only (no spatio-temporal network)")
+    q.add_argument("--no-network", action="store_true", help="refuse to run the segmentation network")
+    q.add_argument("--no-figures", action="store_true")
+    q.set_defaults(func=cmd_quantify)
+
+    s = sub.add_parser("segment", help="label every frame: INPUT -> LABELS in the input's geometry")
+    s.add_argument("input")
+    s.add_argument("-o", "--output", required=True, help="label image (.nii.gz, .nrrd)")
+    s.add_argument("--third-axis-is-time", action="store_true")
+    s.set_defaults(func=cmd_segment)
+
+    d = sub.add_parser("demo", help="generate a phantom cine and quantify it (no data needed)")
+    d.add_argument("-o", "--output", default="demo_output")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--slices-count", type=int, default=1, help="slices of the phantom (1 = 2-D+t)")
+    d.set_defaults(func=cmd_demo)
+
+    from .evaluate_seg import add_evaluate_seg_parser
+    from .seg_train import add_train_seg_parser
+    add_train_seg_parser(sub)
+    add_evaluate_seg_parser(sub)
+    for mod, fn in (("quan_train", "add_train_quan_parser"), ("evaluate_quan", "add_evaluate_parser")):
+        try:
+            m = __import__(f"{__package__}.{mod}", fromlist=[fn])
+            getattr(m, fn)(sub)
+        except (ImportError, AttributeError):
+            pass
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CardiacQuanError, ExchangeError) as e:
+        print(error_line(e), file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(error_line("interrupted"), file=sys.stderr, flush=True)
+        return 130
+    except MemoryError:
+        print(error_line("out of memory"), file=sys.stderr, flush=True)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

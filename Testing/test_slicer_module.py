@@ -1,0 +1,976 @@
+"""The 3D Slicer module (CardiacQuan/CardiacQuan.py) on Slicer's real MRML classes (slicer-core).
+
+End to end: a phantom cine is loaded as a volume sequence with a browser, the module's Logic runs
+the engine in a subprocess and its outputs are checked in the scene.  The engine is the project's
+own (``python -m CardiacQuanLib``) when its CLI exists, else a stand-in with the same command line,
+files and progress protocol (Testing/slicer_scene.py); failures are injected with the stand-in.
+"""
+import csv
+import json
+import os
+import py_compile
+import re
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import slicer_scene as ss  # noqa: E402
+
+UI_FILE = os.path.join(ss.MODULE_DIR, "Resources", "UI", "CardiacQuan.ui")
+ICON_FILE = os.path.join(ss.MODULE_DIR, "Resources", "Icons", "CardiacQuan.png")
+
+
+# --------------------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def module():
+    ok, reason = ss.slicer_core_available()
+    if not ok:
+        pytest.skip(reason)
+    return ss.load_module()
+
+
+@pytest.fixture
+def slicer_scene(module):
+    """A fresh scene with Slicer's application and module logics (skips without slicer-core)."""
+    return ss.SlicerScene()
+
+
+@pytest.fixture(scope="session")
+def phantom_data():
+    ok, reason = ss.slicer_core_available()
+    if not ok:
+        pytest.skip(reason)
+    return ss.phantom(seed=3, n_frames=12, n_slices=3)
+
+
+@pytest.fixture(scope="session")
+def fake_engine_dir():
+    return ss.write_fake_engine(tempfile.mkdtemp(prefix="cq-fake-engine-"))
+
+
+def _use_engine(logic, kind, fake_dir):
+    if kind == "real":
+        logic.engineModule = "CardiacQuanLib"
+        logic.enginePythonPaths = [ss.MODULE_DIR]
+    else:
+        logic.engineModule = "cqfake"
+        logic.enginePythonPaths = [fake_dir, ss.MODULE_DIR]
+    return logic
+
+
+def _engine_kind():
+    forced = os.environ.get("CQ_TEST_ENGINE")
+    if forced in ("real", "fake"):
+        return forced
+    return "real" if ss.real_engine_available() else "fake"
+
+
+@pytest.fixture
+def cine(slicer_scene, phantom_data):
+    image, labels, ijk, times, source = phantom_data
+    # as in Slicer after loading a study: the cine under a patient folder in the subject hierarchy
+    shNode = slicer_scene.scene.GetSubjectHierarchyNode()
+    patient = shNode.CreateSubjectItem(shNode.GetSceneItemID(), "Phantom patient")
+    proxy, seq, browser = ss.add_cine_sequence(slicer_scene.scene, image, ijk, times, "Cine")
+    for node in (seq, proxy, browser):
+        shNode.CreateItem(patient, node)
+    return dict(proxy=proxy, seq=seq, browser=browser, labels=labels, image=image, ijk=ijk, times=times,
+                source=source, patientItem=patient)
+
+
+@pytest.fixture
+def logic(module, slicer_scene, fake_engine_dir):
+    lg = module.CardiacQuanLogic(scene=slicer_scene.scene, appLogic=slicer_scene.appLogic)
+    lg.temporaryDirectory = tempfile.mkdtemp(prefix="cq-tmp-")
+    return _use_engine(lg, _engine_kind(), fake_engine_dir)
+
+
+@pytest.fixture
+def run(logic, cine):
+    """One completed run from the phantom's masks (the fast path: no network)."""
+    progress = []
+    out = logic.quantify(cine["proxy"], slices="all", labels=cine["labels"], keepTemporaryFiles=True,
+                         progressCallback=lambda d, t, m: progress.append((d, t, m)))
+    return dict(out=out, progress=progress, outdir=out.outputDirectory)
+
+
+# --------------------------------------------------------------------------------------
+# static checks: module file, .ui, icon, extension files
+# --------------------------------------------------------------------------------------
+def test_module_file_compiles():
+    py_compile.compile(ss.MODULE_FILE, doraise=True)
+
+
+def _ui_widgets():
+    tree = ET.parse(UI_FILE)  # raises on malformed XML
+    root = tree.getroot()
+    return root, {w.get("name"): w for w in root.iter("widget")}
+
+
+def test_ui_file_is_valid_designer_xml_and_has_every_widget_the_module_uses(module):
+    root, widgets = _ui_widgets()
+    assert root.tag == "ui" and root.get("version") == "4.0"
+    top = root.find("widget")
+    assert top.get("class") == "qMRMLWidget" and root.findtext("class") == top.get("name")
+    source = open(ss.MODULE_FILE, encoding="utf-8").read()
+    used = set(re.findall(r"self\.ui\.(\w+)", source))
+    assert used, "the module uses no widget of its .ui file?"
+    missing = sorted(used - set(widgets))
+    assert not missing, f"widgets used by CardiacQuan.py but absent from the .ui: {missing}"
+    # custom widget classes are declared, as Qt Designer writes them
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    qtBuiltin = {"QWidget", "QLabel", "QPushButton", "QComboBox", "QCheckBox", "QProgressBar", "QFormLayout",
+                 "QVBoxLayout", "QFrame", "QGroupBox"}
+    for name, w in widgets.items():
+        cls = w.get("class")
+        assert cls in qtBuiltin or cls in declared, f"widget {name}: class {cls} not declared as a custom widget"
+    # parameter-node bindings point at real parameters, with widget types the wrapper can bind
+    params = set(module.CardiacQuanParameterNode.fieldNames) if hasattr(module.CardiacQuanParameterNode, "fieldNames") \
+        else set(module.CardiacQuanParameterNode.__annotations__)
+    bound = {}
+    for w in root.iter("widget"):
+        for prop in w.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[prop.findtext("string")] = w.get("class")
+    assert bound, "no widget is bound to the parameter node"
+    assert set(bound) <= params, f"unknown parameters in the .ui: {set(bound) - params}"
+    assert bound.get("inputCine") == "qMRMLNodeComboBox"
+    assert bound.get("slices") == "QComboBox"
+    # the node selector's scene is connected the template's way
+    receivers = {(c.findtext("signal"), c.findtext("receiver")) for c in root.iter("connection")}
+    assert ("mrmlSceneChanged(vtkMRMLScene*)", "inputSelector") in receivers
+
+
+def test_module_metadata_and_help_mention_every_output(module):
+    src = open(ss.MODULE_FILE, encoding="utf-8").read()
+    assert 'categories = ["Cardiac"]' in src
+    for text in ("Vesal", "IEEE Journal of Biomedical and Health Informatics", "25(7)", "Bernard",
+                 "IEEE Transactions on Medical Imaging 37(11):2514-2525, 2018"):
+        assert text in module.ACKNOWLEDGEMENT_TEXT
+    for text in ("LV myocardium", "LV cavity", "RV cavity", "RWT1", "RWT6", "AHA 9", "D1", "A1", "phase",
+                 "End-diastole", "end-systole", "Re-quantify"):
+        assert text.lower() in module.HELP_TEXT.lower(), text
+
+
+def test_icon_is_a_128px_png():
+    from PIL import Image
+
+    with Image.open(ICON_FILE) as im:
+        assert im.format == "PNG" and im.size == (128, 128)
+        a = np.asarray(im.convert("RGBA"))
+    assert len({tuple(c) for c in a[..., :3].reshape(-1, 3)[::7]}) > 6  # coloured sectors, not blank
+
+
+def test_extension_cmake_and_s4ext_are_consistent():
+    root = open(os.path.join(ss.REPO, "CMakeLists.txt"), encoding="utf-8").read()
+    s4ext = open(os.path.join(ss.REPO, "CardiacQuan.s4ext"), encoding="utf-8").read()
+    mod = open(os.path.join(ss.MODULE_DIR, "CMakeLists.txt"), encoding="utf-8").read()
+    for needle in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(CardiacQuan)",
+                   "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
+        assert needle in root
+    cm = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', root))
+    kv = {}
+    for line in s4ext.splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            kv[key] = value.strip()
+    assert kv["homepage"] == cm["EXTENSION_HOMEPAGE"]
+    assert kv["category"] == cm["EXTENSION_CATEGORY"] == "Cardiac"
+    assert kv["contributors"] == cm["EXTENSION_CONTRIBUTORS"]
+    assert kv["description"] == cm["EXTENSION_DESCRIPTION"]
+    assert kv["iconurl"] == cm["EXTENSION_ICONURL"]
+    assert kv["screenshoturls"] == cm["EXTENSION_SCREENSHOTURLS"]
+    assert kv["scmurl"].startswith("https://github.com/")
+    assert "slicerMacroBuildScriptedModule" in mod and "slicer_add_python_unittest" in mod
+    # every file the module ships is listed (scripts, engine package, UI, icon, model weights)
+    lib = os.path.join(ss.MODULE_DIR, "CardiacQuanLib")
+    for f in sorted(os.listdir(lib)):
+        if f.endswith(".py"):
+            assert f in mod or "CardiacQuanLib/*.py" in mod, f
+    expanded = mod.replace("${MODULE_NAME}", "CardiacQuan")
+    for needle in ("CardiacQuan.py", "Resources/UI/CardiacQuan.ui", "Resources/Icons/CardiacQuan.png", "Resources/Models/*"):
+        assert needle in expanded, needle
+
+
+# --------------------------------------------------------------------------------------
+# exchange format
+# --------------------------------------------------------------------------------------
+def test_exchange_files_round_trip(tmp_path):
+    from CardiacQuanLib import exchange
+
+    img = np.random.default_rng(0).normal(size=(3, 2, 10, 12)).astype(np.float32)
+    d = np.column_stack([[1, 0, 0], [0, 1, 0], [0, 0, 1.0]])
+    p = exchange.save_cine_npz(str(tmp_path / "c.npz"), img, (1.5, 1.25), np.zeros((2, 3)), d, [0, 30, 60],
+                               slice_thickness=8, source="x")
+    c = exchange.load_cine_npz(p)
+    assert np.array_equal(c["image"], img) and c["spacing"] == (1.5, 1.25) and c["times_known"]
+    assert np.allclose(c["direction"], d) and c["slice_thickness"] == 8 and c["source"] == "x"
+    c2 = exchange.load_cine_npz(exchange.save_cine_npz(str(tmp_path / "d.npz"), img, (1, 1), np.zeros((2, 3))))
+    assert c2["direction"] is None and not c2["times_known"] and list(c2["times_ms"]) == [0, 1, 2]
+    lab = np.zeros((3, 2, 10, 12), np.uint8)
+    lab[:, :, 2:5, 3:6] = 3
+    r = exchange.load_results_npz(exchange.save_results_npz(str(tmp_path / "r.npz"), lab, lab // 3))
+    assert np.array_equal(r["labels"], lab) and np.array_equal(r["sectors"], lab // 3)
+    assert exchange.load_results_npz(exchange.save_results_npz(str(tmp_path / "l.npz"), lab))["sectors"] is None
+    with pytest.raises(exchange.ExchangeError):
+        exchange.save_results_npz(str(tmp_path / "bad.npz"), lab + 5)
+    assert exchange.parse_progress(exchange.progress_line(3, 20, "frame 3 of 20")) == (3, 20, "frame 3 of 20")
+    assert exchange.parse_progress("CQ-PROGRESSX 1 2") is None
+    assert exchange.parse_error(exchange.error_line("bad\ninput")) == "bad input"
+
+
+# --------------------------------------------------------------------------------------
+# end to end on the real scene
+# --------------------------------------------------------------------------------------
+def test_one_segmentation_per_frame_aligned_with_the_browser(run, cine, module):
+    out, seq, browser = run["out"], cine["seq"], cine["browser"]
+    segSeq = out.segmentationSequence
+    assert segSeq.GetNumberOfDataNodes() == seq.GetNumberOfDataNodes() == cine["labels"].shape[0]
+    assert [segSeq.GetNthIndexValue(i) for i in range(segSeq.GetNumberOfDataNodes())] == \
+           [seq.GetNthIndexValue(i) for i in range(seq.GetNumberOfDataNodes())]
+    assert segSeq.GetIndexName() == seq.GetIndexName() and segSeq.GetIndexUnit() == seq.GetIndexUnit()
+    # recorded on the cine's own browser, the proxies are what the views show
+    assert browser.IsSynchronizedSequenceNodeID(segSeq.GetID())
+    assert browser.IsSynchronizedSequenceNodeID(out.sectorsSequence.GetID())
+    assert browser.GetProxyNode(segSeq) is out.segmentation
+    assert out.segmentation.GetDisplayNode() is not None and out.segmentation.GetDisplayNode().GetVisibility()
+    # progress lines are streamed as the engine sends them (the given-masks path may send none)
+    for done, total, message in run["progress"]:
+        assert 0 <= done <= total and message
+
+
+def test_changing_the_browser_frame_changes_the_shown_masks(run, cine):
+    out, browser = run["out"], cine["browser"]
+    from CardiacQuanLib import exchange
+
+    expected = exchange.load_results_npz(os.path.join(run["outdir"], "results.npz"))
+    shape = cine["labels"].shape[1:]
+    seen = []
+    for t in (0, 3, 7, len(cine["times"]) - 1):
+        browser.SetSelectedItemNumber(t)
+        shown = ss.segmentation_labels(browser.GetProxyNode(out.segmentationSequence), shape, cine["ijk"])
+        assert np.array_equal(shown, expected["labels"][t]), f"frame {t}"
+        sectors = browser.GetProxyNode(out.sectorsSequence)
+        for value, segId, _, _ in ss.load_module().SECTOR_SEGMENTS:
+            got = ss.segment_array(sectors, segId, shape, cine["ijk"])
+            assert np.array_equal(got, expected["sectors"][t] == value), (t, segId)
+        seen.append(int((shown == 3).sum()))
+    assert len(set(seen)) > 1, "the cavity should change size over the cycle"
+    # the masks given as input are what the engine measured and what is shown
+    assert np.array_equal(expected["labels"], cine["labels"])
+
+
+def test_segment_names_terminology_and_colours(run, module):
+    seg = run["out"].segmentation.GetSegmentation()
+    expected = {
+        "LV myocardium": ("SCT^74281007^Myocardium", "SCT^87878005"),
+        "LV cavity": ("SCT^87878005^Left ventricle of heart", None),
+        "RV cavity": ("SCT^53085002^Right ventricle of heart", None),
+    }
+    assert seg.GetNumberOfSegments() == 3
+    for value, segId, name, color, _ in module.TISSUE_SEGMENTS:
+        s = seg.GetSegment(segId)
+        assert s is not None and s.GetName() == name and s.GetLabelValue() == value
+        assert np.allclose(s.GetColor(), color)
+        term = s.GetTerminology()
+        fields = term.split("~")
+        assert len(fields) == 7 and fields[0] == "Segmentation category and type - DICOM master list"
+        assert fields[1] == "SCT^123037004^Anatomical Structure"
+        assert fields[2] == expected[name][0]
+        if expected[name][1]:
+            assert fields[5].startswith(expected[name][1])
+    sec = run["out"].sectors.GetSegmentation()
+    names = [sec.GetNthSegment(i).GetName() for i in range(sec.GetNumberOfSegments())]
+    assert names == ["RWT1 inferoseptal (AHA 9)", "RWT2 inferior (AHA 10)", "RWT3 inferolateral (AHA 11)",
+                     "RWT4 anterolateral (AHA 12)", "RWT5 anterior (AHA 7)", "RWT6 anteroseptal (AHA 8)"]
+    colors = [tuple(np.round(sec.GetNthSegment(i).GetColor(), 3)) for i in range(6)]
+    assert len(set(colors)) == 6
+    assert all("SCT^74281007^Myocardium" in sec.GetNthSegment(i).GetTerminology() for i in range(6))
+
+
+def test_table_values_equal_the_engines_indices_csv(run):
+    table = run["out"].indicesTable
+    with open(os.path.join(run["outdir"], "indices.csv"), newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        columns = reader.fieldnames
+    t = table.GetTable()
+    assert [t.GetColumnName(c) for c in range(t.GetNumberOfColumns())] == columns
+    assert t.GetNumberOfRows() == len(rows)
+    for r, row in enumerate(rows):
+        for c, name in enumerate(columns):
+            got = t.GetValue(r, c)
+            if name == "source":
+                assert got.ToString() == row[name]
+            else:
+                want = float(row[name]) if row[name] not in ("", "nan", "NaN") else float("nan")
+                g = got.ToDouble()
+                assert (np.isnan(want) and np.isnan(g)) or g == pytest.approx(want, rel=1e-12, abs=1e-12), (r, name)
+    assert table.GetColumnUnitLabel("cavity_area_mm2") == "mm\u00b2"
+    assert table.GetColumnUnitLabel("rwt1_mm") == "mm" and table.GetColumnUnitLabel("time_ms") == "ms"
+    assert "inferoseptal" in table.GetColumnDescription("rwt1_mm")
+    summary = json.load(open(os.path.join(run["outdir"], "summary.json")))
+    assert table.GetAttribute("CardiacQuan.EDFrame") == str(summary["ed_frame"])
+    assert table.GetAttribute("CardiacQuan.ESFrame") == str(summary["es_frame"])
+    assert table.GetAttribute("CardiacQuan.MidSlice") == str(summary["mid_slice"])
+
+
+def test_phantom_ed_es_are_found(run, cine):
+    table = run["out"].indicesTable
+    areas = (cine["labels"] == 3).sum(axis=(2, 3))  # (T, Z)
+    mid = int(table.GetAttribute("CardiacQuan.MidSlice"))
+    assert int(table.GetAttribute("CardiacQuan.EDFrame")) == int(np.argmax(areas[:, mid]))
+    assert int(table.GetAttribute("CardiacQuan.ESFrame")) == int(np.argmin(areas[:, mid]))
+
+
+def test_plot_series_reference_the_table_and_mark_ed_es(run, module, slicer_scene):
+    out = run["out"]
+    chart = out.chart
+    assert chart.GetNumberOfPlotSeriesNodes() == len(out.series) == 5
+    curves = out.curvesTable
+    assert curves.GetNodeReference("CardiacQuanIndicesTable") is out.indicesTable
+    for i in range(chart.GetNumberOfPlotSeriesNodes()):
+        s = chart.GetNthPlotSeriesNode(i)
+        assert s.GetTableNode() is curves
+        assert curves.GetTable().GetColumnByName(s.GetXColumnName()) is not None
+        assert curves.GetTable().GetColumnByName(s.GetYColumnName()) is not None
+    # the curves are the indices table's rows of the plotted slice
+    plotSlice = int(curves.GetAttribute("CardiacQuan.Slice"))
+    t = out.indicesTable.GetTable()
+    col = {t.GetColumnName(c): c for c in range(t.GetNumberOfColumns())}
+    rows = sorted((r for r in range(t.GetNumberOfRows()) if t.GetValue(r, col["slice"]).ToInt() == plotSlice),
+                  key=lambda r: t.GetValue(r, col["frame"]).ToInt())
+    ct = curves.GetTable()
+    cav = [ct.GetValueByName(i, "cavity_area_mm2").ToDouble() for i in range(ct.GetNumberOfRows())]
+    assert cav == pytest.approx([t.GetValue(r, col["cavity_area_mm2"]).ToDouble() for r in rows])
+    ed = int(out.indicesTable.GetAttribute("CardiacQuan.EDFrame"))
+    es = int(out.indicesTable.GetAttribute("CardiacQuan.ESFrame"))
+    edm = [ct.GetValueByName(i, "ed_marker").ToDouble() for i in range(ct.GetNumberOfRows())]
+    esm = [ct.GetValueByName(i, "es_marker").ToDouble() for i in range(ct.GetNumberOfRows())]
+    assert [i for i, v in enumerate(edm) if not np.isnan(v)] == [ed]
+    assert [i for i, v in enumerate(esm) if not np.isnan(v)] == [es]
+    sys_ = [ct.GetValueByName(i, "systole").ToDouble() for i in range(ct.GetNumberOfRows())]
+    phase = [t.GetValue(r, col["phase"]).ToInt() for r in rows]
+    assert [not np.isnan(v) for v in sys_] == [p == 1 for p in phase]
+    assert "Time" in chart.GetXAxisTitle() and "mm" in chart.GetYAxisTitle()
+    # shown when the run ends
+    assert slicer_scene.appLogic.GetSelectionNode().GetActivePlotChartID() == chart.GetID()
+
+
+def test_outputs_sit_in_a_folder_beside_the_input(run, cine, slicer_scene):
+    shNode = slicer_scene.scene.GetSubjectHierarchyNode()
+    folder = run["out"].folderItemID
+    assert folder and shNode.GetItemParent(folder) == cine["patientItem"]
+    for node in run["out"].nodes():
+        assert shNode.GetItemParent(shNode.GetItemByDataNode(node)) == folder, node.GetName()
+
+
+def test_input_nodes_are_never_modified(logic, cine, slicer_scene):
+    def state():
+        seq, proxy = cine["seq"], cine["proxy"]
+        return (ss.volume_digest(proxy), [ss.volume_digest(seq.GetNthDataNode(i)) for i in range(seq.GetNumberOfDataNodes())],
+                [seq.GetNthIndexValue(i) for i in range(seq.GetNumberOfDataNodes())], seq.GetName(), proxy.GetName(),
+                seq.GetAttributeNames(), proxy.GetAttributeNames(), cine["browser"].GetMasterSequenceNode().GetID())
+
+    ids = (cine["seq"].GetID(), cine["proxy"].GetID(), cine["proxy"].GetDisplayNodeID())
+    before, snap = state(), ss.snapshot(slicer_scene.scene)
+    logic.quantify(cine["proxy"], labels=cine["labels"])
+    logic.requantify(cine["proxy"])
+    assert state() == before
+    after = ss.snapshot(slicer_scene.scene)
+    for i in ids:  # names, attributes, references, pixel data, geometry, index values, items
+        assert after[i] == snap[i], i
+
+
+def test_rerun_replaces_only_its_own_outputs(logic, cine, slicer_scene, run):
+    scene = slicer_scene.scene
+    other = scene.AddNewNodeByClass("vtkMRMLTableNode", "Somebody else's table")
+    other.SetAttribute("CardiacQuan.Role", "indices-table")  # same attribute, but not ours: no input reference
+    first = run["out"]
+    firstIds = {n.GetID() for n in first.nodes()}
+    before = ss.snapshot(scene)
+    second = logic.quantify(cine["proxy"], labels=cine["labels"])
+    after = ss.snapshot(scene)
+    assert other.GetScene() is scene and other.GetName() == "Somebody else's table"
+    assert all(scene.GetNodeByID(i) is None for i in firstIds), "the first run's outputs are gone"
+    assert all(n.GetScene() is scene for n in second.nodes())
+    assert len(after) == len(before)
+    def names(snap):  # display and storage nodes get generated names; the data nodes keep theirs
+        return sorted(v["name"] for k, v in snap.items()
+                      if k != "__sh__" and "DisplayNode" not in v["cls"] and "StorageNode" not in v["cls"])
+
+    assert names(after) == names(before)
+    assert cine["browser"].GetNumberOfSynchronizedSequenceNodes() == 2
+    assert after["__sh__"] == before["__sh__"]
+
+
+def test_requantify_from_an_edited_segmentation(logic, cine, run, slicer_scene):
+    import vtk.util.numpy_support as vtk_np
+
+    out, browser = run["out"], cine["browser"]
+    T = cine["labels"].shape[0]
+    frame = 5
+    browser.SetSelectedItemNumber(frame)
+    proxy = out.segmentation
+    mid = int(out.indicesTable.GetAttribute("CardiacQuan.MidSlice"))
+    before = _row(out.indicesTable, mid, frame)["cavity_area_mm2"]
+    before0 = _row(out.indicesTable, mid, 0)["cavity_area_mm2"]
+    # the clinician paints: the cavity of the shown frame, mid slice, loses a band of rows (now myocardium)
+    shared = proxy.GetBinaryLabelmapInternalRepresentation("LV_cavity")
+    e = shared.GetExtent()
+    a = vtk_np.vtk_to_numpy(shared.GetPointData().GetScalars()).reshape(e[5] - e[4] + 1, e[3] - e[2] + 1, e[1] - e[0] + 1)
+    k = mid - e[4]
+    rows = np.nonzero((a[k] == 3).any(axis=1))[0]
+    cut = rows[: max(2, len(rows) // 3)]
+    changed = int((a[k, cut] == 3).sum())
+    a[k, cut] = np.where(a[k, cut] == 3, 2, a[k, cut])
+    shared.Modified()
+    proxy.GetSegmentation().GetSegment("LV_cavity").Modified()
+    proxy.Modified()
+    edited = logic.labelsFromSegmentation(logic.readCine(cine["proxy"]))
+    assert int((edited[frame] != cine["labels"][frame]).sum()) == changed
+    assert np.array_equal(np.delete(edited, frame, 0), np.delete(cine["labels"], frame, 0))
+    new = logic.requantify(cine["proxy"], keepTemporaryFiles=True)
+    after = _row(new.indicesTable, mid, frame)["cavity_area_mm2"]
+    spacing = np.linalg.norm(cine["ijk"][:3, 0]) * np.linalg.norm(cine["ijk"][:3, 1])
+    assert after < before
+    assert before - after == pytest.approx(changed * spacing, rel=0.1)
+    assert _row(new.indicesTable, mid, 0)["cavity_area_mm2"] == pytest.approx(before0)  # other frames unchanged
+    assert new.segmentationSequence.GetNumberOfDataNodes() == T
+    rows_ = list(csv.DictReader(open(os.path.join(new.outputDirectory, "indices.csv"))))
+    assert {r["source"] for r in rows_} != {"network"}
+
+
+def _row(table, sliceIndex, frame):
+    t = table.GetTable()
+    cols = [t.GetColumnName(c) for c in range(t.GetNumberOfColumns())]
+    for r in range(t.GetNumberOfRows()):
+        if t.GetValueByName(r, "slice").ToInt() == sliceIndex and t.GetValueByName(r, "frame").ToInt() == frame:
+            return {c: (t.GetValue(r, i).ToString() if c == "source" else t.GetValue(r, i).ToDouble())
+                    for i, c in enumerate(cols)}
+    raise KeyError((sliceIndex, frame))
+
+
+def test_scene_saves_to_mrb_and_reloads_with_the_same_content(run, cine, slicer_scene, module, tmp_path):
+    scene = slicer_scene.scene
+    logic = module.CardiacQuanLogic(scene=scene, appLogic=slicer_scene.appLogic)
+    params = logic.getParameterNode()
+    params.inputCine = cine["proxy"]
+    params.slices = "mid-ventricular slice"
+    params.lastIndicesTable = run["out"].indicesTable
+    cine["browser"].SetSelectedItemNumber(4)
+    path = slicer_scene.save_mrb(str(tmp_path / "cardiacquan.mrb"))
+    assert os.path.getsize(path) > 0
+
+    loaded = ss.SlicerScene.load_mrb(path)
+    s2 = loaded.scene
+    logic2 = module.CardiacQuanLogic(scene=s2, appLogic=loaded.appLogic)
+    proxy2 = s2.GetFirstNode("Cine", "vtkMRMLScalarVolumeNode")
+    assert proxy2 is not None
+    out2 = logic2.findOutputs(proxy2)
+    out1 = run["out"]
+    for attr in ("segmentationSequence", "sectorsSequence", "indicesTable", "curvesTable", "chart", "segmentation", "sectors"):
+        a, b = getattr(out1, attr), getattr(out2, attr)
+        assert b is not None, attr
+        assert a.GetName() == b.GetName() and a.GetClassName() == b.GetClassName(), attr
+    assert len(out2.series) == 5
+    # table content and attributes
+    t1, t2 = out1.indicesTable.GetTable(), out2.indicesTable.GetTable()
+    assert (t1.GetNumberOfRows(), t1.GetNumberOfColumns()) == (t2.GetNumberOfRows(), t2.GetNumberOfColumns())
+    for c in range(t1.GetNumberOfColumns()):
+        assert t1.GetColumnName(c) == t2.GetColumnName(c)
+        for r in range(t1.GetNumberOfRows()):
+            v1, v2 = t1.GetValue(r, c).ToString(), t2.GetValue(r, c).ToString()
+            assert v1 == v2 or float(v1) == pytest.approx(float(v2), rel=1e-9), (r, t1.GetColumnName(c))
+    for name in ("CardiacQuan.EDFrame", "CardiacQuan.ESFrame", "CardiacQuan.MidSlice"):
+        assert out2.indicesTable.GetAttribute(name) == out1.indicesTable.GetAttribute(name)
+    assert out2.indicesTable.GetColumnUnitLabel("cavity_area_mm2") == "mm\u00b2"
+    # every frame's masks, the browser, the chart
+    shape = cine["labels"].shape[1:]
+    for i in range(out1.segmentationSequence.GetNumberOfDataNodes()):
+        assert out2.segmentationSequence.GetNthIndexValue(i) == out1.segmentationSequence.GetNthIndexValue(i)
+        got = ss.segmentation_labels(out2.segmentationSequence.GetNthDataNode(i), shape, cine["ijk"])
+        assert np.array_equal(got, cine["labels"][i]), i
+        term = out2.segmentationSequence.GetNthDataNode(i).GetSegmentation().GetSegment("LV_cavity").GetTerminology()
+        assert "SCT^87878005" in term
+    browser2 = s2.GetFirstNodeByName("Cine browser")
+    assert browser2.IsSynchronizedSequenceNodeID(out2.segmentationSequence.GetID())
+    assert browser2.GetSelectedItemNumber() == 4
+    browser2.SetSelectedItemNumber(7)
+    assert np.array_equal(ss.segmentation_labels(browser2.GetProxyNode(out2.segmentationSequence), shape, cine["ijk"]),
+                          cine["labels"][7])
+    assert out2.chart.GetNumberOfPlotSeriesNodes() == 5
+    assert out2.series[0].GetTableNode() is out2.curvesTable
+    # GUI state restored from the parameter node
+    p2 = logic2.getParameterNode()
+    assert p2.inputCine is proxy2 and p2.slices == "mid-ventricular slice"
+    assert p2.lastIndicesTable is out2.indicesTable
+    assert "ED frame" in logic2.resultsSummary(p2.lastIndicesTable)
+    # and the loaded scene can be re-quantified
+    _use_engine(logic2, _engine_kind(), run_fake_dir())
+    logic2.temporaryDirectory = tempfile.mkdtemp()
+    again = logic2.requantify(proxy2)
+    assert again.indicesTable.GetNumberOfRows() == t1.GetNumberOfRows()
+
+
+def run_fake_dir():
+    return ss.write_fake_engine(tempfile.mkdtemp(prefix="cq-fake-engine-"))
+
+
+# --------------------------------------------------------------------------------------
+# failure paths leave the scene as it was
+# --------------------------------------------------------------------------------------
+def test_engine_error_leaves_the_scene_unchanged(logic, cine, slicer_scene, fake_engine_dir, monkeypatch):
+    scene = slicer_scene.scene
+    _use_engine(logic, "fake", fake_engine_dir)
+    logic.quantify(cine["proxy"], labels=cine["labels"])  # existing outputs must survive a failed re-run
+    before = ss.snapshot(scene)
+    monkeypatch.setenv("CQFAKE_MODE", "error")
+    with pytest.raises(Exception) as err:
+        logic.quantify(cine["proxy"], labels=cine["labels"])
+    assert str(err.value) == "the network found no left ventricle in slice 2"
+    assert "\n" not in str(err.value)
+    assert ss.snapshot(scene) == before
+
+
+def test_real_engine_error_is_reported_in_one_line(logic, cine, slicer_scene):
+    if not ss.real_engine_available():
+        pytest.skip("CardiacQuanLib's CLI is not there yet")
+    _use_engine(logic, "real", None)
+    before = ss.snapshot(slicer_scene.scene)
+    labels = np.zeros_like(cine["labels"])  # no LV anywhere: nothing can be measured
+    with pytest.raises(Exception) as err:
+        logic.quantify(cine["proxy"], labels=labels)
+    assert "\n" not in str(err.value) and str(err.value)
+    assert ss.snapshot(slicer_scene.scene) == before
+
+
+def test_bad_engine_results_roll_back(logic, cine, slicer_scene, fake_engine_dir, monkeypatch):
+    _use_engine(logic, "fake", fake_engine_dir)
+    before = ss.snapshot(slicer_scene.scene)
+    monkeypatch.setenv("CQFAKE_MODE", "badresults")
+    with pytest.raises(Exception) as err:
+        logic.quantify(cine["proxy"], labels=cine["labels"])
+    assert "shape" in str(err.value)
+    assert ss.snapshot(slicer_scene.scene) == before
+
+
+def test_import_failure_midway_rolls_back(logic, cine, slicer_scene, fake_engine_dir, module, monkeypatch):
+    _use_engine(logic, "fake", fake_engine_dir)
+    logic.quantify(cine["proxy"], labels=cine["labels"])
+    before = ss.snapshot(slicer_scene.scene)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full while building the chart")
+
+    monkeypatch.setattr(module.CardiacQuanLogic, "_addChart", boom)
+    with pytest.raises(Exception, match="disk full"):
+        logic.quantify(cine["proxy"], labels=cine["labels"])
+    assert ss.snapshot(slicer_scene.scene) == before
+
+
+def test_cancel_ends_the_process_tree_and_leaves_the_scene_unchanged(logic, cine, slicer_scene, fake_engine_dir,
+                                                                      monkeypatch, tmp_path):
+    _use_engine(logic, "fake", fake_engine_dir)
+    before = ss.snapshot(slicer_scene.scene)
+    monkeypatch.setenv("CQFAKE_MODE", "hang")
+    monkeypatch.setenv("CQFAKE_PIDDIR", str(tmp_path))
+    progress = []
+    finished = []
+    job = logic.startQuantify(cine["proxy"], labels=cine["labels"], progressCallback=lambda *a: progress.append(a),
+                              finishedCallback=finished.append)
+    deadline = time.time() + 60
+    while not progress and time.time() < deadline:
+        job.poll()
+        time.sleep(0.05)
+    assert progress, "no progress line arrived"
+    assert progress[0][2].startswith("frame ")
+    childPid = int(open(tmp_path / "child.pid").read())
+    assert _alive(childPid)
+    job.cancel()
+    while job.poll():
+        time.sleep(0.05)
+    assert job.state == "cancelled" and finished == [job]
+    assert job.process.proc.poll() is not None
+    for _ in range(50):
+        if not _alive(childPid):
+            break
+        time.sleep(0.1)
+    assert not _alive(childPid), "the engine's child process survived Cancel"
+    assert not os.path.exists(job.workDir)
+    assert ss.snapshot(slicer_scene.scene) == before
+    with pytest.raises(Exception, match="cancelled"):
+        logic._finish(job)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def test_invalid_requests_fail_before_touching_the_scene(logic, cine, slicer_scene, module):
+    before = ss.snapshot(slicer_scene.scene)
+    Err = module.CardiacQuanRunError
+    with pytest.raises(Err, match="slice 9"):
+        logic.quantify(cine["proxy"], slices=9, labels=cine["labels"])
+    with pytest.raises(Err, match="labels have shape"):
+        logic.quantify(cine["proxy"], labels=cine["labels"][:, :1])
+    with pytest.raises(Err, match="no CardiacQuan segmentation"):
+        logic.requantify(cine["proxy"])
+    single = slicer_scene.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Just a volume")
+    import vtk
+
+    img = vtk.vtkImageData()
+    img.SetDimensions(16, 16, 2)
+    img.AllocateScalars(vtk.VTK_FLOAT, 1)
+    img.GetPointData().GetScalars().Fill(0)
+    single.SetAndObserveImageData(img)
+    before = ss.snapshot(slicer_scene.scene)
+    with pytest.raises(Err, match="single 3-D volume"):
+        logic.quantify(single)
+    with pytest.raises(Err, match="no input"):
+        logic.quantify(None)
+    logic.engineModule = "CardiacQuanLib_not_there"
+    with pytest.raises(Err):
+        logic.quantify(cine["proxy"], labels=cine["labels"])
+    assert ss.snapshot(slicer_scene.scene) == before
+
+
+# --------------------------------------------------------------------------------------
+# other inputs and helpers
+# --------------------------------------------------------------------------------------
+def test_sequence_node_and_proxy_give_the_same_cine(logic, cine):
+    a = logic.readCine(cine["proxy"])
+    b = logic.readCine(cine["seq"])
+    assert a.ownerNode is b.ownerNode is cine["seq"]
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.image, cine["image"].astype(np.float32))
+    assert a.timesKnown and np.allclose(a.timesMs, cine["times"])
+    spacing, origins, direction, thickness = a.engineGeometry()
+    assert spacing == pytest.approx((np.linalg.norm(cine["ijk"][:3, 1]), np.linalg.norm(cine["ijk"][:3, 0])))
+    ras = cine["ijk"] @ np.array([0, 0, 2, 1.0])
+    assert origins[2] == pytest.approx([-ras[0], -ras[1], ras[2]])
+    assert np.allclose(direction.T @ direction, np.eye(3), atol=1e-9)
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_engine_geometry_matches_the_source_cine(logic, slicer_scene, mirrored):
+    """A cine loaded into Slicer and handed back to the engine keeps its patient geometry
+    (spacing order, LPS origins, column/row directions: what sector orientation depends on)."""
+    try:
+        from CardiacQuanLib.phantom import make_phantom
+    except ImportError:
+        pytest.skip("CardiacQuanLib.phantom is not there yet")
+    p = make_phantom(seed=11, n_frames=3, n_slices=3, size=(96, 112), spacing=(1.4, 1.7), mirrored=mirrored)
+    c = p.cine
+    ijk = ss.ijk_to_ras_from_geometry(c.spacing, c.origins, c.direction)
+    proxy, seq, browser = ss.add_cine_sequence(slicer_scene.scene, c.image, ijk, c.times_ms, "Geo")
+    got = logic.readCine(proxy)
+    spacing, origins, direction, _ = got.engineGeometry()
+    assert spacing == pytest.approx(c.spacing)
+    assert origins == pytest.approx(np.asarray(c.origins), abs=1e-6)
+    assert direction[:, 0] == pytest.approx(c.direction[:, 0], abs=1e-9)
+    assert direction[:, 1] == pytest.approx(c.direction[:, 1], abs=1e-9)
+    assert direction[:, 2] == pytest.approx(np.cross(c.direction[:, 0], c.direction[:, 1]), abs=1e-9)
+    assert np.array_equal(got.image, c.image)
+    assert got.timesMs == pytest.approx(c.times_ms)
+
+
+def test_four_d_volume_input_gets_its_own_browser(logic, slicer_scene, phantom_data):
+    image, labels, ijk, times, _ = phantom_data
+    vol = ss.add_multiframe_volume(slicer_scene.scene, image, ijk, times, "Cine4D")
+    before = ss.volume_digest(vol)
+    out = logic.quantify(vol, labels=labels)
+    assert out.browser is not None and out.browser.GetAttribute("CardiacQuan.Role") == "browser"
+    frames = out.browser.GetMasterSequenceNode()
+    assert frames.GetNumberOfDataNodes() == image.shape[0]
+    assert out.segmentationSequence.GetNumberOfDataNodes() == image.shape[0]
+    out.browser.SetSelectedItemNumber(2)
+    assert np.array_equal(ss.segmentation_labels(out.segmentation, image.shape[1:], ijk), labels[2])
+    n = slicer_scene.scene.GetNumberOfNodes()
+    out2 = logic.requantify(vol)
+    assert slicer_scene.scene.GetNumberOfNodes() == n and out2.browser is out.browser
+    assert ss.volume_digest(vol) == before
+
+
+def test_current_slice_index_follows_the_red_view(logic, cine, slicer_scene):
+    red = slicer_scene.add_slice_node("Red")
+    for k in (0, 2, 1):
+        ras = cine["ijk"] @ np.array([10, 12, k, 1.0])
+        m = red.GetSliceToRAS()
+        for i in range(3):
+            m.SetElement(i, 3, ras[i])
+        red.UpdateMatrices()
+        assert logic.currentSliceIndex(cine["proxy"], red) == k
+
+
+def test_results_summary_text(run, logic):
+    text = logic.resultsSummary(run["out"].indicesTable)
+    assert "ED frame" in text and "ES frame" in text and "mid-ventricular slice" in text
+    assert "cavity" in text and "RWT1-6" in text
+
+
+def test_requirements_check(module):
+    missing = module.CardiacQuanLogic.missingRequirements(network=False)
+    assert isinstance(missing, list)
+    assert all({"name", "pipSpec", "text"} <= set(m) for m in missing)
+    assert module._versionTuple("2.16.1rc0") == (2, 16, 1) and module._versionTuple("1.26") < (2,)
+
+
+def test_parameter_node_defaults(module, slicer_scene):
+    logic = module.CardiacQuanLogic(scene=slicer_scene.scene, appLogic=slicer_scene.appLogic)
+    p = logic.getParameterNode()
+    assert p.slices == "all slices" and p.keepTemporaryFiles is False and p.inputCine is None
+    assert logic.getParameterNode().parameterNode is p.parameterNode  # one per scene
+
+
+# --------------------------------------------------------------------------------------
+# the network path (slow: loads TensorFlow in the engine process)
+# --------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_network_path_end_to_end(module, slicer_scene, phantom_data):
+    if not ss.real_engine_available():
+        pytest.skip("CardiacQuanLib's CLI is not there yet")
+    missing = module.CardiacQuanLogic.missingRequirements(network=True)
+    if missing:
+        pytest.skip("engine requirements missing: " + ", ".join(m["name"] for m in missing))
+    image, labels, ijk, times, _ = phantom_data
+    proxy, seq, browser = ss.add_cine_sequence(slicer_scene.scene, image, ijk, times, "Cine")
+    logic = module.CardiacQuanLogic(scene=slicer_scene.scene, appLogic=slicer_scene.appLogic)
+    logic.temporaryDirectory = tempfile.mkdtemp()
+    progress = []
+    try:
+        out = logic.quantify(proxy, slices="mid", keepTemporaryFiles=True,
+                             progressCallback=lambda d, t, m: progress.append(m), timeout=900)
+    except module.CardiacQuanRunError as e:
+        if "model" in str(e).lower() or "weights" in str(e).lower():
+            pytest.skip(f"no trained model available: {e}")
+        raise
+    rows = list(csv.DictReader(open(os.path.join(out.outputDirectory, "indices.csv"))))
+    assert out.indicesTable.GetNumberOfRows() == len(rows) > 0
+    assert {r["source"] for r in rows} - {"labels"}
+    assert out.segmentationSequence.GetNumberOfDataNodes() == image.shape[0]
+    assert progress
+
+
+# --------------------------------------------------------------------------------------
+# the widget, with Qt stood in (the GUI code paths, against the real Logic and scene)
+# --------------------------------------------------------------------------------------
+class _Signal:
+    def __init__(self):
+        self.slots = []
+
+    def connect(self, slot):
+        self.slots.append(slot)
+
+    def emit(self, *a):
+        for s in list(self.slots):
+            s(*a)
+
+
+class _Widget:
+    """Stands in for any Qt widget named in the .ui file: attributes, connect(), show()/hide()."""
+
+    def __init__(self, name, cls):
+        self.objectName, self.className = name, cls
+        self.text, self.toolTip, self.format = "", "", ""
+        self.enabled, self.visible, self.value = True, True, 0
+        self.range = (0, 100)
+        self._slots = {}
+
+    def connect(self, signal, slot):
+        self._slots.setdefault(signal, []).append(slot)
+
+    def click(self):
+        for slot in self._slots.get("clicked(bool)", []):
+            slot()
+
+    def show(self):
+        self.visible = True
+
+    def hide(self):
+        self.visible = False
+
+    def setRange(self, lo, hi):
+        self.range = (lo, hi)
+
+
+class _Timer:
+    def __init__(self):
+        self.timeout = _Signal()
+        self.active = False
+
+    def setInterval(self, ms):
+        self.interval = ms
+
+    def start(self):
+        self.active = True
+
+    def stop(self):
+        self.active = False
+
+
+@pytest.fixture
+def gui(module, slicer_scene, cine, fake_engine_dir, monkeypatch):
+    """The module loaded as inside Slicer (qt/ctk/ScriptedLoadableModule stood in), its widget set up."""
+    import contextlib
+    import types
+
+    import slicer
+
+    qtStub = types.ModuleType("qt")
+    qtStub.QTimer = _Timer
+    slm = types.ModuleType("slicer.ScriptedLoadableModule")
+
+    class ScriptedLoadableModule:
+        def __init__(self, parent):
+            self.parent = parent
+
+    class ScriptedLoadableModuleWidget:
+        def __init__(self, parent=None):
+            self.parent = parent or types.SimpleNamespace(isEntered=True)
+            self.layout = types.SimpleNamespace(addWidget=lambda w: None)
+
+        def setup(self):
+            pass
+
+        def resourcePath(self, filename):
+            return os.path.join(ss.MODULE_DIR, "Resources", filename)
+
+    slm.ScriptedLoadableModule = ScriptedLoadableModule
+    slm.ScriptedLoadableModuleWidget = ScriptedLoadableModuleWidget
+    slm.ScriptedLoadableModuleLogic = module.ScriptedLoadableModuleLogic  # parameter node in slicer.mrmlScene
+    slm.ScriptedLoadableModuleTest = object
+    pnw = types.ModuleType("slicer.parameterNodeWrapper")
+
+    def parameterNodeWrapper(cls):
+        wrapped = module.parameterNodeWrapper(cls)
+        wrapped.connectGui = lambda self, ui: "tag"
+        wrapped.disconnectGui = lambda self, tag: None
+        return wrapped
+
+    pnw.parameterNodeWrapper, pnw.Choice = parameterNodeWrapper, module.Choice
+    for name, mod in (("qt", qtStub), ("ctk", types.ModuleType("ctk")), ("slicer.ScriptedLoadableModule", slm),
+                      ("slicer.parameterNodeWrapper", pnw)):
+        monkeypatch.setitem(sys.modules, name, mod)
+
+    _, uiWidgets = _ui_widgets()
+    ui = types.SimpleNamespace(**{n: _Widget(n, w.get("class")) for n, w in uiWidgets.items()})
+    app = types.SimpleNamespace(applicationLogic=lambda: slicer_scene.appLogic, processEvents=lambda: None,
+                                temporaryPath=tempfile.mkdtemp())
+    dialogs = dict(confirm=True, shown=[])
+    monkeypatch.setattr(slicer, "app", app, raising=False)
+    monkeypatch.setattr(slicer, "mrmlScene", slicer_scene.scene, raising=False)
+    monkeypatch.setattr(slicer, "modules", types.SimpleNamespace(
+        sequences=types.SimpleNamespace(setToolBarActiveBrowserNode=lambda b: dialogs["shown"].append(b))), raising=False)
+    monkeypatch.setattr(slicer.util, "loadUI", lambda path: types.SimpleNamespace(setMRMLScene=lambda s: None), raising=False)
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda w: ui, raising=False)
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *a, **k: dialogs["confirm"], raising=False)
+    monkeypatch.setattr(slicer.util, "infoDisplay", lambda *a, **k: None, raising=False)
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda *a, **k: None, raising=False)
+    monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", lambda *a, **k: contextlib.nullcontext(), raising=False)
+
+    spec = __import__("importlib.util").util.spec_from_file_location("CardiacQuanInSlicer", ss.MODULE_FILE)
+    guiModule = __import__("importlib.util").util.module_from_spec(spec)
+    spec.loader.exec_module(guiModule)
+    assert guiModule.IN_SLICER_APP
+    guiModule.CardiacQuan(types.SimpleNamespace())  # metadata
+    widget = guiModule.CardiacQuanWidget()
+    widget.setup()
+    widget.logic.temporaryDirectory = tempfile.mkdtemp(prefix="cq-tmp-")
+    _use_engine(widget.logic, "fake", fake_engine_dir)
+    widget.logic.missingRequirements = lambda network=True: []
+    yield types.SimpleNamespace(module=guiModule, widget=widget, ui=ui, dialogs=dialogs, cine=cine)
+    widget.cleanup()  # cancels a running job, removes the scene observers
+
+
+def _tick_until_done(widget, timeout=120):
+    deadline = time.time() + timeout
+    while widget._job is not None and not widget._job.done and time.time() < deadline:
+        widget.onTimer()
+        time.sleep(0.05)
+    widget.onTimer()
+
+
+def test_widget_quantify_cancel_and_failure_flow(gui, slicer_scene, monkeypatch):
+    w, ui, cine = gui.widget, gui.ui, gui.cine
+    p = w._parameterNode
+    assert p.inputCine is cine["proxy"]  # the cine in the scene is picked up
+    assert ui.quantifyButton.text == "Quantify LV" and ui.quantifyButton.enabled
+    assert not ui.requantifyButton.enabled and ui.summaryLabel.text == "No results yet."
+    assert not ui.progressBar.visible
+
+    ui.quantifyButton.click()
+    assert ui.quantifyButton.text == "Cancel" and ui.progressBar.visible and w._timer.active
+    assert not ui.inputSelector.enabled
+    _tick_until_done(w)
+    assert ui.statusLabel.text.startswith("Done"), ui.statusLabel.text
+    assert ui.quantifyButton.text == "Quantify LV" and not ui.progressBar.visible and not w._timer.active
+    assert "ED frame" in ui.summaryLabel.text and ui.requantifyButton.enabled
+    assert p.lastIndicesTable is not None and p.lastIndicesTable.GetScene() is slicer_scene.scene
+    assert gui.dialogs["shown"], "the browser is shown in the Sequences toolbar"
+
+    ui.requantifyButton.click()
+    _tick_until_done(w)
+    assert ui.statusLabel.text.startswith("Done"), ui.statusLabel.text
+
+    # Cancel: the same button
+    before = ss.snapshot(slicer_scene.scene)
+    monkeypatch.setenv("CQFAKE_MODE", "hang")
+    monkeypatch.setenv("CQFAKE_PIDDIR", tempfile.mkdtemp())
+    ui.quantifyButton.click()
+    deadline = time.time() + 60
+    while not ui.progressBar.format.startswith("frame") and time.time() < deadline:
+        w.onTimer()
+        time.sleep(0.05)
+    assert re.match(r"frame \d+ of 1000", ui.progressBar.format), ui.progressBar.format
+    ui.quantifyButton.click()
+    _tick_until_done(w)
+    assert ui.statusLabel.text == "Cancelled; the scene is unchanged."
+    assert ui.quantifyButton.text == "Quantify LV"
+    assert ss.snapshot(slicer_scene.scene) == before
+
+    # a failing engine: one line in the status
+    monkeypatch.setenv("CQFAKE_MODE", "error")
+    ui.quantifyButton.click()
+    _tick_until_done(w)
+    assert ui.statusLabel.text == "Failed: the network found no left ventricle in slice 2"
+    assert ss.snapshot(slicer_scene.scene) == before
+
+    # a bad request fails at once, in one line
+    monkeypatch.setenv("CQFAKE_MODE", "ok")
+    p.slices = "current slice"  # there is no slice view in this scene
+    ui.quantifyButton.click()
+    assert ui.statusLabel.text.startswith("Failed: ") and w._job.done
+    p.slices = "all slices"
+
+
+def test_widget_asks_before_installing_requirements(gui, monkeypatch):
+    w, ui = gui.widget, gui.ui
+    missing = [dict(name="scipy", pipSpec="scipy>=1.11", text="scipy (not installed)")]
+    w.logic.missingRequirements = lambda network=True: missing
+    installed = []
+    w.logic.installRequirements = lambda m=None, network=True: installed.append(m)
+    gui.dialogs["confirm"] = False
+    ui.quantifyButton.click()
+    assert installed == [] and w._job is None
+    assert ui.statusLabel.text == "Python packages missing: scipy"
+    gui.dialogs["confirm"] = True
+    ui.quantifyButton.click()  # installs, then the check still fails (the stub installs nothing)
+    assert installed == [missing] and w._job is None
+    assert ui.statusLabel.text.startswith("Still missing")

@@ -1,0 +1,290 @@
+#!/usr/bin/env python
+"""Render the README screenshot of the Slicer module from a real MRML scene, offscreen.
+
+    python scripts/render_screenshot.py                 # -> docs/screenshot.png
+    python scripts/render_screenshot.py --icon          # also redraw CardiacQuan/Resources/Icons/CardiacQuan.png
+
+What it does: builds a scene with Slicer's MRML classes and module logics (slicer-core), loads a
+phantom cine as a volume sequence with a browser, runs the module's Logic (the engine runs in its
+own process, as in Slicer), then renders a slice view with Slicer's own slice logic and
+displayable managers (cine + LV segmentation + RWT sectors at end-systole) and draws the plot
+chart the run created (the MRML chart / series / table nodes) with VTK charts, side by side.
+
+This process never imports TensorFlow: VTK's OpenGL rendering crashes in a process that did.
+The engine runs the given-masks path (no network) unless --network is passed.
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "Testing"))
+sys.path.insert(0, os.path.join(REPO, "CardiacQuan"))
+
+# RWT1..RWT6 colours, as the module's sectors (CardiacQuan.SECTOR_SEGMENTS)
+SECTOR_COLORS = [(0.89, 0.10, 0.11), (1.00, 0.50, 0.00), (1.00, 0.85, 0.20),
+                 (0.30, 0.69, 0.29), (0.22, 0.49, 0.72), (0.60, 0.31, 0.64)]
+
+
+def draw_icon(path, size=128):
+    """The module icon: a short-axis LV ring split in the six coloured RWT sectors, RV on the left."""
+    from PIL import Image
+
+    ss = 4  # supersampling for smooth edges
+    n = size * ss
+    y, x = np.mgrid[0:n, 0:n].astype(float) + 0.5
+    cx, cy = n * 0.57, n * 0.5
+    dx, dy = (x - cx) / n, -(y - cy) / n          # display y up
+    r = np.hypot(dx, dy)
+    theta = np.degrees(np.arctan2(dy, dx)) % 360.0
+    rgba = np.zeros((n, n, 4), float)
+    # rounded-square dark background
+    m = 0.06
+    bx = np.maximum(np.abs(x / n - 0.5) - (0.5 - m - 0.10), 0)
+    by = np.maximum(np.abs(y / n - 0.5) - (0.5 - m - 0.10), 0)
+    bg = np.hypot(bx, by) <= 0.10
+    rgba[bg] = (0.10, 0.12, 0.16, 1.0)
+    # RV crescent on the septum side (left)
+    rvx, rvy = (x - (cx - 0.16 * n)) / n, -(y - cy) / n
+    rv = (np.hypot(rvx / 0.27, rvy / 0.30) < 1.0) & (r > 0.335) & bg
+    rgba[rv] = (0.25, 0.45, 0.90, 1.0)
+    # myocardium ring in six sectors: RWT1 at 180-240 deg, counter-clockwise, septum at 180 deg
+    ring = (r >= 0.16) & (r <= 0.31)
+    for k, color in enumerate(SECTOR_COLORS):
+        lo = (180.0 + 60.0 * k) % 360.0
+        sel = ring & (((theta - lo) % 360.0) < 60.0)
+        rgba[sel] = (*color, 1.0)
+    # thin dark gaps between sectors
+    for k in range(6):
+        a = np.radians(180.0 + 60.0 * k)
+        dist = np.abs(dx * np.sin(a) - dy * np.cos(a))
+        along = dx * np.cos(a) + dy * np.sin(a)
+        rgba[ring & (dist < 0.008) & (along > 0)] = (0.10, 0.12, 0.16, 1.0)
+    # cavity
+    rgba[r < 0.16] = (0.90, 0.25, 0.25, 1.0)
+    img = (rgba.reshape(size, ss, size, ss, 4).mean(axis=(1, 3)) * 255).round().astype(np.uint8)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(img, "RGBA").save(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# the scene
+# --------------------------------------------------------------------------------------
+def build_scene(network=False, n_frames=16, n_slices=5):
+    import slicer_scene as ss
+
+    module = ss.load_module()
+    S = ss.SlicerScene()
+    image, labels, ijk, times, source = ss.phantom(seed=7, n_frames=n_frames, n_slices=n_slices)
+    proxy, seq, browser = ss.add_cine_sequence(S.scene, image, ijk, times, "Phantom cine")
+    logic = module.CardiacQuanLogic(scene=S.scene, appLogic=S.appLogic)
+    if not ss.real_engine_available():
+        fake = ss.write_fake_engine(tempfile.mkdtemp(prefix="cq-fake-engine-"))
+        logic.engineModule, logic.enginePythonPaths = "cqfake", [fake, ss.MODULE_DIR]
+        print("note: CardiacQuanLib's CLI is missing; using the test stand-in engine", file=sys.stderr)
+    out = logic.quantify(proxy, slices="all", labels=None if network else labels,
+                         progressCallback=lambda d, t, m: print(f"\r  {m}   ", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    return S, module, logic, out, dict(proxy=proxy, seq=seq, browser=browser, ijk=ijk, image=image, labels=labels,
+                                       source=source)
+
+
+# --------------------------------------------------------------------------------------
+# rendering
+# --------------------------------------------------------------------------------------
+def render_slice_view(S, proxy, sliceIndex, ijk, centreIJ=None, fovMm=130.0, size=(560, 560)):
+    """Render the Red slice view with Slicer's slice logic and displayable managers; returns RGB array."""
+    import slicer
+    import vtk
+    from vtkmodules.vtkRenderingCore import vtkActor2D, vtkImageMapper
+    import vtk.util.numpy_support as vtk_np
+
+    scene, app = S.scene, S.appLogic
+    # layer 0: the resliced image (what CTK's light-box renderer manager draws in Slicer);
+    # layer 1: the displayable managers (segmentation overlays, ruler), blended over it
+    imageRenderer = vtk.vtkRenderer()
+    imageRenderer.SetLayer(0)
+    renderer = vtk.vtkRenderer()
+    renderer.SetLayer(1)
+    renderer.GetActiveCamera().ParallelProjectionOn()
+    window = vtk.vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(*size)
+    window.SetMultiSamples(0)
+    window.SetNumberOfLayers(2)
+    window.AddRenderer(imageRenderer)
+    window.AddRenderer(renderer)
+    interactor = vtk.vtkRenderWindowInteractor()
+    interactor.SetRenderWindow(window)
+
+    factory = slicer.vtkMRMLSliceViewDisplayableManagerFactory.GetInstance()
+    factory.SetMRMLApplicationLogic(app)
+    for name in ("vtkMRMLSegmentationsDisplayableManager2D", "vtkMRMLCrosshairDisplayableManager",
+                 "vtkMRMLRulerDisplayableManager", "vtkMRMLOrientationMarkerDisplayableManager"):
+        if not factory.IsDisplayableManagerRegistered(name):
+            factory.RegisterDisplayableManager(name)
+    group = slicer.vtkMRMLDisplayableManagerGroup()
+    group.Initialize(factory, renderer)
+
+    sliceLogic = slicer.vtkMRMLSliceLogic()
+    sliceLogic.SetMRMLApplicationLogic(app)
+    sliceLogic.SetMRMLScene(scene)
+    app.GetSliceLogics().AddItem(sliceLogic)
+    sliceNode = sliceLogic.AddSliceNode("Red")
+    group.SetMRMLDisplayableNode(sliceNode)
+    sliceNode.SetRulerType(slicer.vtkMRMLAbstractViewNode.RulerTypeThin)
+
+    sliceLogic.GetSliceCompositeNode().SetBackgroundVolumeID(proxy.GetID())
+    # reformat to the cine's slice plane and centre on the chosen slice
+    sliceNode.SetOrientationToDefault()
+    sliceLogic.RotateSliceToLowestVolumeAxes(False)
+    sliceNode.UpdateMatrices()
+    sliceLogic.ResizeSliceNode(*size)
+    sliceLogic.FitSliceToBackground()
+    if centreIJ is None:
+        centreIJ = (ijk_dims(proxy)[0] / 2 - 0.5, ijk_dims(proxy)[1] / 2 - 0.5)
+    centre = ijk @ np.array([centreIJ[0], centreIJ[1], sliceIndex, 1.0])
+    sliceNode.JumpSliceByCentering(*centre[:3])
+    fov = sliceNode.GetFieldOfView()
+    sliceNode.SetFieldOfView(fovMm, fovMm * size[1] / size[0], fov[2])
+    sliceNode.UpdateMatrices()
+
+    mapper = vtkImageMapper()
+    mapper.SetColorWindow(255)
+    mapper.SetColorLevel(127.5)
+    actor = vtkActor2D()
+    actor.SetMapper(mapper)
+    actor.GetProperty().SetDisplayLocationToBackground()
+    imageRenderer.AddViewProp(actor)
+    dn = proxy.GetDisplayNode()
+    dn.SetAutoWindowLevel(False)
+    lo, hi = np.percentile(vtk_np.vtk_to_numpy(proxy.GetImageData().GetPointData().GetScalars()), [1, 99.5])
+    dn.SetWindowLevelMinMax(float(lo), float(hi))
+    sliceLogic.UpdatePipeline() if hasattr(sliceLogic, "UpdatePipeline") else None
+    mapper.SetInputConnection(sliceLogic.GetImageDataConnection())
+    renderer.ResetCamera()
+    window.Render()
+    group.RequestRender() if hasattr(group, "RequestRender") else None
+    window.Render()
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(window)
+    grab.ReadFrontBufferOff()
+    grab.Update()
+    img = grab.GetOutput()
+    w, h, _ = img.GetDimensions()
+    a = vtk_np.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, -1)[::-1, :, :3]
+    return np.ascontiguousarray(a)
+
+
+def engine_is_real():
+    import slicer_scene as ss
+
+    return ss.real_engine_available()
+
+
+def ijk_dims(volume):
+    return volume.GetImageData().GetDimensions()
+
+
+def render_chart(chart, size=(720, 560)):
+    """Draw a MRML plot chart (its series and their table columns) with VTK charts; returns RGB array."""
+    import slicer
+    import vtk
+    import vtk.util.numpy_support as vtk_np
+
+    view = vtk.vtkContextView()
+    view.GetRenderWindow().SetOffScreenRendering(1)
+    view.GetRenderWindow().SetSize(*size)
+    view.GetRenderer().SetBackground(1, 1, 1)
+    xy = vtk.vtkChartXY()
+    view.GetScene().AddItem(xy)
+    xy.SetShowLegend(True)
+    xy.GetLegend().SetHorizontalAlignment(vtk.vtkChartLegend.RIGHT)
+    xy.GetLegend().SetVerticalAlignment(vtk.vtkChartLegend.BOTTOM)
+    xy.SetTitle(chart.GetTitle())
+    xy.GetTitleProperties().SetFontSize(15)
+    xy.GetAxis(vtk.vtkAxis.BOTTOM).SetTitle(chart.GetXAxisTitle())
+    xy.GetAxis(vtk.vtkAxis.LEFT).SetTitle(chart.GetYAxisTitle())
+    markers = {slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle: vtk.vtkPlotPoints.CIRCLE,
+               slicer.vtkMRMLPlotSeriesNode.MarkerStyleSquare: vtk.vtkPlotPoints.SQUARE,
+               slicer.vtkMRMLPlotSeriesNode.MarkerStyleDiamond: vtk.vtkPlotPoints.DIAMOND,
+               slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone: vtk.vtkPlotPoints.NONE}
+    for i in range(chart.GetNumberOfPlotSeriesNodes()):
+        s = chart.GetNthPlotSeriesNode(i)
+        table = s.GetTableNode().GetTable()
+        # the systole band is drawn as separate runs so it does not bridge diastolic frames
+        plot = xy.AddPlot(vtk.vtkChart.LINE if s.GetLineStyle() != slicer.vtkMRMLPlotSeriesNode.LineStyleNone
+                          else vtk.vtkChart.POINTS)
+        plot.SetInputData(table, s.GetXColumnName(), s.GetYColumnName())
+        r, g, b = s.GetColor()
+        plot.SetColor(int(r * 255), int(g * 255), int(b * 255), 255)
+        plot.SetWidth(max(s.GetLineWidth(), 1.0))
+        plot.SetLabel(s.GetName().split(" ", 2)[-1] if s.GetName().startswith("Phantom cine") else s.GetName())
+        if hasattr(plot, "SetMarkerStyle"):
+            plot.SetMarkerStyle(markers.get(s.GetMarkerStyle(), vtk.vtkPlotPoints.CIRCLE))
+            plot.SetMarkerSize(s.GetMarkerSize())
+    view.GetRenderWindow().Render()
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(view.GetRenderWindow())
+    grab.Update()
+    img = grab.GetOutput()
+    w, h, _ = img.GetDimensions()
+    return np.ascontiguousarray(vtk_np.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, -1)[::-1, :, :3])
+
+
+def compose(slice_rgb, chart_rgb, title, caption, path):
+    from PIL import Image, ImageDraw, ImageFont
+
+    pad = 16
+    h = max(slice_rgb.shape[0], chart_rgb.shape[0])
+    W = slice_rgb.shape[1] + chart_rgb.shape[1] + 3 * pad
+    H = h + 2 * pad + 70
+    canvas = Image.new("RGB", (W, H), (34, 36, 40))
+    canvas.paste(Image.fromarray(slice_rgb), (pad, pad + 40))
+    canvas.paste(Image.fromarray(chart_rgb), (2 * pad + slice_rgb.shape[1], pad + 40))
+    d = ImageDraw.Draw(canvas)
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", 18)
+        small = ImageFont.truetype("DejaVuSans.ttf", 14)
+    except OSError:
+        font = small = ImageFont.load_default()
+    d.text((pad, pad + 6), title, fill=(235, 235, 235), font=font)
+    d.text((pad, H - pad - 20), caption, fill=(190, 190, 190), font=small)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-o", "--output", default=os.path.join(REPO, "docs", "screenshot.png"))
+    ap.add_argument("--icon", action="store_true", help="also redraw the module icon")
+    ap.add_argument("--network", action="store_true", help="segment with the network instead of the phantom's masks")
+    a = ap.parse_args(argv)
+    if a.icon:
+        print("icon:", draw_icon(os.path.join(REPO, "CardiacQuan", "Resources", "Icons", "CardiacQuan.png")))
+    if "tensorflow" in sys.modules:
+        raise SystemExit("TensorFlow is imported in this process; VTK rendering would crash")
+    S, module, logic, out, info = build_scene(network=a.network)
+    table = out.indicesTable
+    es = int(table.GetAttribute("CardiacQuan.ESFrame"))
+    mid = int(table.GetAttribute("CardiacQuan.MidSlice"))
+    info["browser"].SetSelectedItemNumber(es)  # the views show the ES frame: the proxies follow the browser
+    lv = np.argwhere(info["labels"][es, mid] > 0)  # heart centre (rows, cols) on the shown slice
+    centreIJ = (lv[:, 1].mean(), lv[:, 0].mean()) if lv.size else None
+    slice_rgb = render_slice_view(S, info["proxy"], mid, info["ijk"], centreIJ)
+    chart_rgb = render_chart(out.chart)
+    title = (f"CardiacQuan: LV segmentation and the six RWT sectors at end-systole (frame {es}, slice {mid}), "
+             "and the area curves")
+    caption = (f"Phantom cine ({info['source']}); masks: {'network' if a.network else 'phantom labels (no network)'}; "
+               f"engine: {'CardiacQuanLib' if engine_is_real() else 'test stand-in'}. Rendered offscreen from a real "
+               "MRML scene by scripts/render_screenshot.py.")
+    print("screenshot:", compose(slice_rgb, chart_rgb, title, caption, a.output))
+
+
+if __name__ == "__main__":
+    main()
