@@ -209,11 +209,13 @@ COLUMN_INFO = {
     "rwt6_mm": ("mm", "RWT6: wall thickness, anteroseptal sector (AHA 8)"),
     "phase": ("", "Cardiac phase: 1 systole, 0 diastole"),
     "septum_angle_deg": ("deg", "Direction of the septum (LV to RV centroid) in the image, counter-clockwise"),
-    "source": ("", "Where the masks came from (network or given labels)"),
+    "orientation_source": ("", "How the sectors were oriented: rv = from the RV position, image = image axes (no RV found)"),
+    "mirrored": ("", "1 when the image is a mirrored short-axis view (sectors then run clockwise)"),
+    "source": ("", "What produced the final values (network, geometry of the masks, ...)"),
     "valid": ("", "1 when every index of the row could be measured"),
 }
-_INT_COLUMNS = {"slice", "frame", "phase", "valid"}
-_STRING_COLUMNS = {"source"}
+_INT_COLUMNS = {"slice", "frame", "phase", "valid", "mirrored"}
+_STRING_COLUMNS = {"source", "orientation_source"}
 
 SLICE_CHOICES = ("all slices", "current slice", "mid-ventricular slice")
 
@@ -1452,8 +1454,11 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
             table.SetAttribute("CardiacQuan.ESIndexValue", cine.indexValues[int(es)])
         table.SetAttribute("CardiacQuan.Slices", json.dumps(summary.get("slices") or []))
         table.SetAttribute("CardiacQuan.SoftwareVersion", str(summary.get("software_version", "")))
-        table.SetAttribute("CardiacQuan.Model", str(summary.get("model", "")))
+        model = summary.get("model", "")
+        table.SetAttribute("CardiacQuan.Model", model if isinstance(model, str) else json.dumps(model))
         table.SetAttribute("CardiacQuan.Warnings", json.dumps(summary.get("warnings") or []))
+        if isinstance(summary.get("volumes"), dict):
+            table.SetAttribute("CardiacQuan.Volumes", json.dumps(summary["volumes"]))
         table.SetAttribute("CardiacQuan.TimesKnown", "1" if cine.timesKnown else "0")
         return table
 
@@ -1626,6 +1631,17 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
             return f"{label} frame {f}" + (f" ({t:.0f} ms)" if timesKnown and math.isfinite(t) else "")
 
         lines.append(frameText("ED", ed) + ", " + frameText("ES", es))
+        try:
+            vol = json.loads(indicesTable.GetAttribute("CardiacQuan.Volumes") or "{}")
+        except ValueError:
+            vol = {}
+        if vol.get("edv_ml") is not None and vol.get("esv_ml") is not None:
+            text = f"EDV {vol['edv_ml']:.1f} mL, ESV {vol['esv_ml']:.1f} mL"
+            if vol.get("ef_percent") is not None:
+                text += f", EF {vol['ef_percent']:.0f} %"
+            if vol.get("lv_mass_ed_g") is not None:
+                text += f", LV mass {vol['lv_mass_ed_g']:.0f} g"
+            lines.append(text + " (slice summation)")
         plotSlice = mid if mid is not None else (min(_int(r.get("slice")) for r in rows) if rows else None)
         lines.append(f"Slices quantified: {len(set(_int(r.get('slice')) for r in rows))}; mid-ventricular slice: "
                      f"{'-' if mid is None else mid}")

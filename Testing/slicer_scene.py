@@ -61,7 +61,8 @@ class SlicerScene:
         import slicer
         from vtkmodules.vtkCommonCore import vtkCollection
 
-        self.cacheDir = tempfile.mkdtemp(prefix="cq-cache-")
+        self.tempDirs = []
+        self.cacheDir = self.tempdir("cq-cache-")
         self.scene = slicer.vtkMRMLScene()
         self.cacheManager = slicer.vtkCacheManager()
         self.cacheManager.SetRemoteCacheDirectory(self.cacheDir)
@@ -88,6 +89,20 @@ class SlicerScene:
                 self._addLogic(name, className)
         slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(self.scene)
 
+    def tempdir(self, prefix):
+        """A temporary folder removed by close()."""
+        d = tempfile.mkdtemp(prefix=prefix)
+        self.tempDirs.append(d)
+        return d
+
+    def close(self):
+        import shutil
+
+        self.scene.Clear(1)
+        for d in self.tempDirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self.tempDirs = []
+
     def _addLogic(self, name, className):
         import slicer
 
@@ -112,7 +127,7 @@ class SlicerScene:
     # -- scene I/O --------------------------------------------------------------------
     def save_mrb(self, path):
         """Save the scene as a MRML bundle (.mrb), as File > Save does."""
-        bundleDir = tempfile.mkdtemp(prefix="cq-mrb-")
+        bundleDir = self.tempdir("cq-mrb-")
         sdb = os.path.join(bundleDir, os.path.splitext(os.path.basename(path))[0])
         os.makedirs(sdb)
         if not self.appLogic.SaveSceneToSlicerDataBundleDirectory(sdb, None):
@@ -126,7 +141,7 @@ class SlicerScene:
     @classmethod
     def load_mrb(cls, path):
         s = cls()
-        if not s.appLogic.OpenSlicerDataBundle(path, tempfile.mkdtemp(prefix="cq-open-")):
+        if not s.appLogic.OpenSlicerDataBundle(path, s.tempdir("cq-open-")):
             raise RuntimeError(f"could not open {path}")
         return s
 

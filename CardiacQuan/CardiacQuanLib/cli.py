@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import CardiacQuanError, __version__
-from .exchange import ExchangeError, error_line, progress_line
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from . import CardiacQuanError, __version__  # noqa: E402
+from .exchange import ExchangeError, error_line, progress_line  # noqa: E402
 
 
 def _progress(done, total, message=""):

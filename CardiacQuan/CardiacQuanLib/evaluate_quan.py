@@ -201,6 +201,10 @@ def sunnybrook_set(qn, study_dir, predict_fn=None, labels=None, choice=None, log
         if (study_dir / "contourfiles").is_dir() else []
     if not dic or not con:
         raise CardiacQuanError(f"{study_dir} needs dicoms/<series> and contourfiles/<patient> folders")
+    from .quan_net import _as_quan_net
+    qn = _as_quan_net(qn)
+    if choice is None:
+        choice = qn.meta.get("fusion")
     cine = read_cine(str(dic[0]))
     cav, myo = read_sunnybrook_contours(str(con[0]), cine)
     T, Z = cine.n_frames, cine.n_slices

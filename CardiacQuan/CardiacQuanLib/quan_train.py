@@ -248,9 +248,8 @@ def lvquan_arrays(path, log=None):
 def lvquan_cv(path, folds=5, epochs=60, batch_size=16, lr=1e-3, seed=1, log=print, model_kw=None,
               inner_holdout=0.1, max_minutes=None):
     """The paper's protocol: k-fold cross-validation by subject; prints the challenge table."""
-    from .evaluate_quan import compare_sources, format_table, network_mm
+    from .evaluate_quan import compare_sources, format_table, lvquan_table, network_mm
     from .quan_fusion import apply_fusion_batch, choose_fusion
-    from .quan_net import decode_phase
     d = lvquan_arrays(path)
     S = len(d["x"])
     if S < folds + 2:
@@ -283,7 +282,6 @@ def lvquan_cv(path, folds=5, epochs=60, batch_size=16, lr=1e-3, seed=1, log=prin
     net = np.stack(preds["net"])
     prob = np.stack(preds["prob"])
     # the final values of each subject use the choice of the fold it was tested in
-    fin_choice_tables = []
     fins, fin_ph = [], []
     for k in range(folds):
         test = np.arange(k * fs, S if k == folds - 1 else (k + 1) * fs)
@@ -291,7 +289,6 @@ def lvquan_cv(path, folds=5, epochs=60, batch_size=16, lr=1e-3, seed=1, log=prin
         fins.append(f)
         fin_ph.append(p)
     tables = compare_sources(net, prob, d["geo_mm"], d["geo_phase"], d["y_mm"], d["phase"], None)
-    from .evaluate_quan import lvquan_table
     tables["final"] = lvquan_table(np.concatenate(fins), d["y_mm"], np.concatenate(fin_ph), d["phase"])
     log(format_table(tables, f"LVQuan {folds}-fold cross-validation ({S} subjects x 20 frames)"))
     return {"tables": tables, "choices": choices}

@@ -1,0 +1,125 @@
+"""The command line as a user runs it: outputs, contract columns, clear errors, inputs untouched."""
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from CardiacQuanLib.io_volume import write_cine, write_labels
+from CardiacQuanLib.phantom import make_phantom
+from CardiacQuanLib.report import CSV_COLUMNS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=os.path.join(REPO, "CardiacQuan"), TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def run(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "CardiacQuanLib", *map(str, args)], env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def phantom_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ph")
+    ph = make_phantom(seed=4, n_frames=12, n_slices=3, spacing=(1.2, 1.2))
+    cine, labels = str(d / "cine.nii.gz"), str(d / "labels.nii.gz")
+    write_cine(ph.cine, cine)
+    write_labels(ph.labels, ph.cine, labels)
+    return ph, cine, labels, d
+
+
+def test_quantify_given_labels_writes_the_contract(phantom_files, tmp_path):
+    ph, cine, labels, _ = phantom_files
+    before = (sha(cine), sha(labels))
+    r = run("quantify", cine, "-o", tmp_path / "out", "--labels", labels)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (sha(cine), sha(labels)) == before
+    out = tmp_path / "out"
+    for name in ("indices.csv", "summary.json", "segmentation.nii.gz", "sectors.nii.gz", "results.npz",
+                 "phase_curve.png", "mid_slice_ed_es.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(out / "indices.csv")))
+    assert list(rows[0].keys()) == CSV_COLUMNS
+    assert len(rows) == 3 * 12
+    # exact truth of the phantom, through the whole file round trip
+    for r_ in rows:
+        t, z = int(r_["frame"]), int(r_["slice"])
+        assert abs(float(r_["cavity_area_mm2"]) - ph.truth["cavity_area"][t, z]) < 0.02 * ph.truth["cavity_area"][t, z] + 15.0
+        assert int(r_["phase"]) == ph.truth["phase"][t, z]
+        for k in range(6):
+            assert abs(float(r_[f"rwt{k + 1}_mm"]) - ph.truth["rwt"][t, z, k]) < 0.6
+    pos = sorted({float(r_["slice_position_mm"]) for r_ in rows})
+    np.testing.assert_allclose(np.diff(pos), 10.0, atol=0.05)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["segmented_by"] == "given labels"
+    assert s["ed_frame"] == int(np.argmax(ph.truth["cavity_area"].sum(axis=1)))
+    assert s["volumes"]["ef_percent"] > 20
+    assert s["software_version"]
+
+
+def test_quantify_mid_slice_only(phantom_files, tmp_path):
+    _, cine, labels, _ = phantom_files
+    r = run("quantify", cine, "-o", tmp_path / "o", "--labels", labels, "--slices", "mid", "--no-figures")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = list(csv.DictReader(open(tmp_path / "o" / "indices.csv")))
+    assert {r_["slice"] for r_ in rows} == {"1"} and len(rows) == 12
+
+
+def test_quantify_with_network_on_a_phantom(tmp_path):
+    ph = make_phantom(seed=2, n_frames=8, n_slices=1, spacing=1.5)
+    src = tmp_path / "c.nii.gz"
+    write_cine(ph.cine, str(src))
+    r = run("quantify", src, "-o", tmp_path / "o")
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["segmented_by"] == "network"
+    assert "seg_model.keras" in s["model"]
+    rows = list(csv.DictReader(open(tmp_path / "o" / "indices.csv")))
+    areas = np.array([float(r_["cavity_area_mm2"]) for r_ in rows])
+    truth = ph.truth["cavity_area"][:, 0]
+    assert np.mean(np.abs(areas - truth) / truth) < 0.12
+    assert "CQ-PROGRESS" in r.stderr
+
+
+@pytest.mark.parametrize("case", ["nan", "single_frame", "missing", "not_an_image", "bad_labels", "bad_slice"])
+def test_bad_input_gives_one_clear_error_line(case, tmp_path, phantom_files):
+    ph, cine, labels, _ = phantom_files
+    args = ["quantify", cine, "-o", tmp_path / "o"]
+    if case == "nan":
+        c = make_phantom(seed=1, n_frames=3).cine
+        c.image[1, 0, 10, 10] = np.nan
+        src = tmp_path / "nan.seq.nrrd"  # NIfTI through ITK turns NaN into 0; NRRD keeps it
+        write_cine(c, str(src))
+        args[1] = src
+    elif case == "single_frame":
+        c = make_phantom(seed=1, n_frames=1).cine
+        src = tmp_path / "one.nii.gz"
+        write_cine(c, str(src))
+        args[1] = src
+    elif case == "missing":
+        args[1] = tmp_path / "nope.nii.gz"
+    elif case == "not_an_image":
+        src = tmp_path / "notes.nii.gz"
+        src.write_text("hello")
+        args[1] = src
+    elif case == "bad_labels":
+        small = make_phantom(seed=1, n_frames=2).labels
+        lab = tmp_path / "l.nii.gz"
+        write_labels(small, make_phantom(seed=1, n_frames=2).cine, str(lab))
+        args += ["--labels", lab]
+    elif case == "bad_slice":
+        args += ["--labels", labels, "--slices", "7"]
+    r = run(*args, timeout=300)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("CQ-ERROR ") and len(last) > 20, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "o" / "indices.csv").exists()

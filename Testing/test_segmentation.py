@@ -1,0 +1,119 @@
+"""The bundled segmentation model on phantoms and on real MRI; outputs in the input geometry."""
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import shared_path
+from CardiacQuanLib import LV_CAVITY, MYOCARDIUM
+from CardiacQuanLib.cine import Cine
+from CardiacQuanLib.evaluate_seg import dice
+from CardiacQuanLib.phantom import make_phantom
+from CardiacQuanLib.segment import clean_labels, segment_cine
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=os.path.join(REPO, "CardiacQuan"), TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def test_phantom_cine_segmented_in_every_frame(seg_model):
+    ph = make_phantom(seed=3, n_frames=6, spacing=1.4, rotation_deg=40)
+    seg = segment_cine(ph.cine, model=seg_model)
+    assert seg.labels.shape == ph.cine.image.shape and seg.labels.dtype == np.uint8
+    assert seg.lv_found.all()
+    lv = [dice(seg.labels[t, 0] == LV_CAVITY, ph.labels[t, 0] == LV_CAVITY) for t in range(6)]
+    myo = [dice(seg.labels[t, 0] == MYOCARDIUM, ph.labels[t, 0] == MYOCARDIUM) for t in range(6)]
+    assert min(lv) > 0.85, lv
+    assert np.mean(myo) > 0.6, myo
+
+
+def test_heart_off_centre_in_a_large_field_of_view(seg_model):
+    """The coarse pass finds the LV anywhere: shift a phantom into a corner of a bigger frame."""
+    ph = make_phantom(seed=5, n_frames=3, spacing=1.0, rotation_deg=0)
+    img = ph.cine.image
+    big = np.zeros(img.shape[:2] + (400, 400), np.float32) + float(np.percentile(img, 5))
+    big[:, :, 130:130 + img.shape[2], 10:10 + img.shape[3]] = img
+    cine = Cine(image=big, spacing=ph.cine.spacing, origins=ph.cine.origins, direction=ph.cine.direction)
+    seg = segment_cine(cine, model=seg_model)
+    truth = np.zeros(big.shape, np.uint8)
+    truth[:, :, 130:130 + img.shape[2], 10:10 + img.shape[3]] = ph.labels
+    assert dice(seg.labels == LV_CAVITY, truth == LV_CAVITY) > 0.85
+
+
+def test_no_heart_is_flagged_not_filled(seg_model):
+    rng = np.random.default_rng(0)
+    noise = rng.rayleigh(1.0, (3, 1, 128, 128)).astype(np.float32)
+    seg = segment_cine(Cine(image=noise, spacing=(1.5, 1.5), origins=np.zeros((1, 3))), model=seg_model)
+    assert not seg.lv_found.any()
+    assert (seg.labels == LV_CAVITY).sum() == 0
+    assert any("not found" in w or "no left ventricle" in w for w in seg.warnings)
+
+
+def test_clean_labels_keeps_one_cavity_fills_holes_drops_islands():
+    lab = np.zeros((64, 64), np.uint8)
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 30, xx - 30)
+    lab[r < 16] = MYOCARDIUM
+    lab[r < 10] = LV_CAVITY
+    lab[30, 30] = 0                       # hole in the cavity
+    lab[2:5, 60:63] = LV_CAVITY           # stray island
+    lab[58:61, 2:5] = MYOCARDIUM          # stray myocardium
+    out = clean_labels(lab)
+    assert out[30, 30] == LV_CAVITY
+    assert out[3, 61] == 0 and out[59, 3] == 0
+    assert (out == MYOCARDIUM).sum() > 0
+
+
+def _sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_segment_cli_writes_labels_in_input_geometry(tmp_path):
+    import SimpleITK as sitk
+    from CardiacQuanLib.io_volume import write_cine
+    ph = make_phantom(seed=11, n_frames=4, n_slices=2, spacing=(1.3, 1.3), oblique=True)
+    src = tmp_path / "cine.nii.gz"
+    write_cine(ph.cine, str(src))
+    before = _sha(src)
+    out = tmp_path / "labels.nii.gz"
+    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "segment", str(src), "-o", str(out)],
+                       env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _sha(src) == before
+    a, b = sitk.ReadImage(str(src)), sitk.ReadImage(str(out))
+    assert a.GetSize() == b.GetSize()
+    np.testing.assert_allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-4)
+    np.testing.assert_allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-3)
+    np.testing.assert_allclose(a.GetDirection(), b.GetDirection(), atol=1e-5)
+    lab = sitk.GetArrayFromImage(b)
+    assert set(np.unique(lab)) <= {0, 1, 2, 3} and (lab == LV_CAVITY).any()
+    assert "CQ-PROGRESS" in r.stderr
+
+
+def test_real_acdc_stack(seg_model):
+    from CardiacQuanLib.seg_data import _read_h5, assumed_spacing
+    path = shared_path("acdc", "data", "patient028_frame01.h5")
+    img, lab = _read_h5(path)
+    sp = assumed_spacing(img.shape)
+    cine = Cine(image=img[None], spacing=(sp, sp), origins=np.zeros((img.shape[0], 3)))
+    pred = segment_cine(cine, model=seg_model).labels[0]
+    assert pred.shape == lab.shape
+    assert dice(pred == LV_CAVITY, lab == LV_CAVITY) > 0.9
+    assert dice(pred == MYOCARDIUM, lab == MYOCARDIUM) > 0.8
+
+
+def test_real_sunnybrook_mid_slice(seg_model):
+    from CardiacQuanLib.io_dicom import read_dicom_cine
+    from CardiacQuanLib.io_training import read_sunnybrook_contours
+    d = shared_path("sunnybrook", "dicoms", "SCD0000101")
+    cine = read_dicom_cine(d)
+    cavity, _ = read_sunnybrook_contours(shared_path("sunnybrook", "contourfiles", "SC-HF-I-1"), cine)
+    z = sorted({z for z, _ in cavity})[len(cavity) // 4]
+    seg = segment_cine(cine, model=seg_model, slices=[z])
+    assert seg.labels.shape == cine.image.shape
+    assert not seg.labels[:, [k for k in range(cine.n_slices) if k != z]].any()
+    for (zz, t), m in cavity.items():
+        if zz == z:
+            assert dice(seg.labels[t, z] == LV_CAVITY, m) > 0.85
