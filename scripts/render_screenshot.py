@@ -139,16 +139,20 @@ def render_slice_view(S, proxy, sliceIndex, ijk, centreIJ=None, fovMm=130.0, siz
     sliceNode.SetRulerType(slicer.vtkMRMLAbstractViewNode.RulerTypeThin)
 
     sliceLogic.GetSliceCompositeNode().SetBackgroundVolumeID(proxy.GetID())
-    # reformat to the cine's slice plane and centre on the chosen slice
-    sliceNode.SetOrientationToDefault()
-    sliceLogic.RotateSliceToLowestVolumeAxes(False)
-    sliceNode.UpdateMatrices()
     sliceLogic.ResizeSliceNode(*size)
     sliceLogic.FitSliceToBackground()
     if centreIJ is None:
         centreIJ = (ijk_dims(proxy)[0] / 2 - 0.5, ijk_dims(proxy)[1] / 2 - 0.5)
     centre = ijk @ np.array([centreIJ[0], centreIJ[1], sliceIndex, 1.0])
-    sliceNode.JumpSliceByCentering(*centre[:3])
+    # the cine's slice plane, in the standard short-axis display (see standard_short_axis_axes)
+    X, Y, Z = standard_short_axis_axes(ijk)
+    m = sliceNode.GetSliceToRAS()
+    for r in range(3):
+        m.SetElement(r, 0, X[r])
+        m.SetElement(r, 1, Y[r])
+        m.SetElement(r, 2, Z[r])
+        m.SetElement(r, 3, centre[r])
+    sliceNode.UpdateMatrices()
     fov = sliceNode.GetFieldOfView()
     sliceNode.SetFieldOfView(fovMm, fovMm * size[1] / size[0], fov[2])
     sliceNode.UpdateMatrices()
@@ -178,6 +182,27 @@ def render_slice_view(S, proxy, sliceIndex, ijk, centreIJ=None, fovMm=130.0, siz
     w, h, _ = img.GetDimensions()
     a = vtk_np.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, -1)[::-1, :, :3]
     return np.ascontiguousarray(a)
+
+
+def standard_short_axis_axes(ijk):
+    """Screen axes (RAS) of the standard cardiac short-axis display of the cine's slice plane.
+
+    As a cardiologist reads a short-axis view: seen from the apex, anterior up, so the RV is on
+    the left of the screen.  Y (screen up) = anterior projected in the plane; the viewer looks
+    along the long axis from the apex (V = base->apex, the slice normal signed towards the
+    patient's left-anterior-inferior); X (screen right) = Y x V.  Slicer's slice matrices have
+    the slice normal Z = -(X x Y) (left-handed, as its axial/coronal presets).
+    """
+    n = np.asarray(ijk, float)[:3, 2]
+    n = n / np.linalg.norm(n)
+    v = n if n @ np.array([-1.0, 1.0, -1.0]) >= 0 else -n   # base -> apex: towards left, anterior, inferior
+    anterior = np.array([0.0, 1.0, 0.0])
+    y = anterior - (anterior @ v) * v
+    if np.linalg.norm(y) < 1e-6:  # plane containing the A-P axis: fall back on superior
+        y = np.array([0.0, 0.0, 1.0]) - v[2] * v
+    y /= np.linalg.norm(y)
+    x = np.cross(y, v)
+    return x, y, -np.cross(x, y)
 
 
 def engine_is_real():

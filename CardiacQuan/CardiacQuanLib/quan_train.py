@@ -90,10 +90,23 @@ def make_sequence(x, z, phase, batch_size, shuffle=True, roll=True, seed=0):
     return QuanSequence()
 
 
-def _epoch_logger(log, t0, max_minutes=None):
+def _epoch_logger(log, t0, max_minutes=None, lr=None):
+    """Per-epoch log line; with `max_minutes`, a time-based cosine learning rate (lr -> 0.02 lr
+    as the budget runs out, so a run cut by the clock still ends annealed) and a stop as soon
+    as the budget is spent (checked after every batch)."""
     keras = _keras()
 
     class EpochLog(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if max_minutes and lr is not None:
+                f = min((time.time() - t0) / (60.0 * max_minutes), 1.0)
+                self.model.optimizer.learning_rate.assign(float(lr) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * f))))
+
+        def on_train_batch_end(self, batch, logs=None):
+            if max_minutes and time.time() - t0 > 60 * max_minutes and not self.model.stop_training:
+                log(f"time budget of {max_minutes} min reached during epoch: stopping")
+                self.model.stop_training = True
+
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             keys = ["loss", "indices_loss", "phase_loss", "val_loss", "val_indices_loss", "val_phase_loss"]
@@ -115,7 +128,9 @@ def fit_network(x, y_mm, scale_mm, phase, val=None, epochs=60, batch_size=16, lr
     z = ((to_scale_free(y_mm, scale_mm) - mean) / std).astype(np.float32)
     model = build_quan_net(compile=False, **(model_kw or {}))
     steps = max(1, math.ceil(len(x) / batch_size)) * int(epochs)
-    sched = keras.optimizers.schedules.CosineDecay(float(lr), decay_steps=steps, alpha=0.02)
+    # the learning rate follows a cosine over the epochs, or over the time budget when one is set
+    sched = float(lr) if max_minutes else keras.optimizers.schedules.CosineDecay(float(lr), decay_steps=steps,
+                                                                                 alpha=0.02)
     model.compile(optimizer=keras.optimizers.Adam(sched), loss={"indices": masked_mse, "phase": "binary_crossentropy"},
                   loss_weights={"indices": 1.0, "phase": float(phase_loss_weight)})
     train_seq = make_sequence(x, z, phase, batch_size, shuffle=True, roll=True, seed=seed)
@@ -127,7 +142,7 @@ def fit_network(x, y_mm, scale_mm, phase, val=None, epochs=60, batch_size=16, lr
         f"val={0 if val is None else len(val[0])} epochs={epochs} batch={batch_size} lr={lr} seed={seed}")
     t0 = time.time()
     hist = model.fit(train_seq, validation_data=val_seq, epochs=int(epochs), verbose=0,
-                     callbacks=[_epoch_logger(log, t0, max_minutes)])
+                     callbacks=[_epoch_logger(log, t0, max_minutes, lr=lr)])
     qn = QuanNet(model=model, norm_mean=mean, norm_std=std,
                  meta={"backend": keras.backend.backend(),
                        "training": {"epochs_run": len(hist.history.get("loss", [])), "batch_size": batch_size,
@@ -252,7 +267,7 @@ def lvquan_cv(path, folds=5, epochs=60, batch_size=16, lr=1e-3, seed=1, log=prin
     from .quan_fusion import apply_fusion_batch, choose_fusion
     d = lvquan_arrays(path)
     S = len(d["x"])
-    if S < folds + 2:
+    if folds < 2 or S < folds or S - S // folds < 2:   # every fold: >= 1 test, 1 fusion-holdout, 1 train subject
         raise CardiacQuanError(f"{S} subjects are too few for {folds} folds")
     fs = S // folds
     log(f"LVQuan {path}: {S} subjects, {folds} folds of {fs} subjects (by subject)")
