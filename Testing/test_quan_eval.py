@@ -139,3 +139,45 @@ def test_evaluate_command_on_a_prepared_set(tmp_path, capsys):
     tables = json.loads((tmp_path / "t.json").read_text())
     # phantom masks: the engine's geometry is close to the exact truth
     assert tables["phantom"]["geometry"]["group"]["dims"]["mae"] < 0.5
+
+
+def test_pipeline_uses_bundled_weights_and_says_where_final_values_come_from(tmp_path, monkeypatch):
+    """quantify() with a quan_net.keras in the model folder: final values per the stored fusion
+    choice, sources per index, the choice and its figures in the info; none there -> geometry."""
+    import json
+
+    from CardiacQuanLib import quan_fusion
+    from CardiacQuanLib.phantom import make_phantom
+    from CardiacQuanLib.pipeline import quantify
+    from CardiacQuanLib.quan_net import INDEX_NAMES, QuanNet, build_quan_net, save_quan_net
+    ph = make_phantom(seed=3, n_frames=20, n_slices=1, size=(128, 128), spacing=1.5, noise=0, bias=0)
+    monkeypatch.setenv("CARDIACQUAN_MODEL_DIR", str(tmp_path))
+    quan_fusion._BUNDLED.clear()
+    res = quantify(ph.cine, labels=ph.labels)                      # no weights: geometry, said so
+    assert res.sources[0] == ["geometry"] * 11 and "not bundled" in res.quan_info["quan_net"]
+    weights = {k: 0.0 for k in INDEX_NAMES}
+    weights.update(A1=1.0, D2=0.5)
+    choice = {"weights": weights, "phase_source": "geometry", "data": "test holdout",
+              "sources": {k: quan_fusion.source_label(w) for k, w in weights.items()},
+              "holdout_mae": {k: {"network": 1.0, "geometry": 2.0, "final": 1.0} for k in INDEX_NAMES}}
+    qn = QuanNet(build_quan_net(**TINY), norm_mean=np.r_[900, 600, np.full(9, 20.0)],
+                 norm_std=np.r_[300, 200, np.full(9, 5.0)],
+                 meta={"fusion": choice, "validation": {"val": {"acdc-seg": {"final": {
+                     "group_mae": {"areas": 90.0, "dims": 1.2, "rwt": 0.9}, "phase_error": 0.05, "n_frames": 20}}}}})
+    save_quan_net(qn, tmp_path / "quan_net.keras")
+    quan_fusion._BUNDLED.clear()
+    res2 = quantify(ph.cine, labels=ph.labels)
+    src = dict(zip(INDEX_NAMES, res2.sources[0]))
+    assert src["A1"] == "network" and src["A2"] == "geometry" and src["D2"].startswith("fusion 0.5")
+    geo, fin = res.per_slice[0].as_array(), res2.per_slice[0].as_array()
+    assert np.allclose(fin[:, 1], geo[:, 1]) and not np.allclose(fin[:, 0], geo[:, 0])   # A1 from the network
+    info = res2.quan_info["quan_net"]
+    assert info["index_sources"]["A1"] == "network" and info["chosen_on"] == "test holdout"
+    assert info["validation"]["val"]["acdc-seg"]["final"]["group_mae"]["dims"] == 1.2
+    from CardiacQuanLib.report import summary_dict, write_indices_csv
+    write_indices_csv(res2, tmp_path / "indices.csv")
+    head, first = (tmp_path / "indices.csv").read_text().splitlines()[:2]
+    assert head.endswith(",source") and "network" in first.split(",")[-1]
+    s = json.loads(json.dumps(summary_dict(res2), default=str))
+    assert s["quantification"]["quan_net"]["phase_source"] == "geometry"
+    quan_fusion._BUNDLED.clear()

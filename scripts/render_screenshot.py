@@ -261,13 +261,17 @@ def render_chart(chart, size=(720, 560)):
     return np.ascontiguousarray(vtk_np.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, -1)[::-1, :, :3])
 
 
-def compose(slice_rgb, chart_rgb, title, caption, path):
+def compose(slice_rgb, chart_rgb, title, caption, path, legend=()):
+    """Slice view | chart side by side, a title, a colour legend of the overlays, a caption.
+
+    legend: (name, (r, g, b) in 0..1) pairs, drawn under the two panels."""
     from PIL import Image, ImageDraw, ImageFont
 
     pad = 16
     h = max(slice_rgb.shape[0], chart_rgb.shape[0])
     W = slice_rgb.shape[1] + chart_rgb.shape[1] + 3 * pad
-    H = h + 2 * pad + 70
+    legendRows = (len(legend) + 2) // 3
+    H = h + 2 * pad + 70 + 24 * legendRows
     canvas = Image.new("RGB", (W, H), (34, 36, 40))
     canvas.paste(Image.fromarray(slice_rgb), (pad, pad + 40))
     canvas.paste(Image.fromarray(chart_rgb), (2 * pad + slice_rgb.shape[1], pad + 40))
@@ -278,6 +282,12 @@ def compose(slice_rgb, chart_rgb, title, caption, path):
     except OSError:
         font = small = ImageFont.load_default()
     d.text((pad, pad + 6), title, fill=(235, 235, 235), font=font)
+    colW = (W - 2 * pad) // 3
+    for i, (name, color) in enumerate(legend):
+        x0 = pad + (i % 3) * colW
+        y0 = pad + 40 + h + 8 + 24 * (i // 3)
+        d.rectangle([x0, y0 + 2, x0 + 14, y0 + 16], fill=tuple(int(round(255 * c)) for c in color))
+        d.text((x0 + 22, y0), name, fill=(225, 225, 225), font=small)
     d.text((pad, H - pad - 20), caption, fill=(190, 190, 190), font=small)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     canvas.save(path)
@@ -303,12 +313,14 @@ def main(argv=None):
     centreIJ = (lv[:, 1].mean(), lv[:, 0].mean()) if lv.size else None
     slice_rgb = render_slice_view(S, info["proxy"], mid, info["ijk"], centreIJ)
     chart_rgb = render_chart(out.chart)
-    title = (f"CardiacQuan: LV segmentation and the six RWT sectors at end-systole (frame {es}, slice {mid}), "
-             "and the area curves")
+    title = (f"CardiacQuan: LV segmentation and the six RWT sectors at end-systole (frame {es}, mid slice {mid}, "
+             "short-axis view from the apex), and the area curves")
     caption = (f"Phantom cine ({info['source']}); masks: {'network' if a.network else 'phantom labels (no network)'}; "
                f"engine: {'CardiacQuanLib' if engine_is_real() else 'test stand-in'}. Rendered offscreen from a real "
                "MRML scene by scripts/render_screenshot.py.")
-    print("screenshot:", compose(slice_rgb, chart_rgb, title, caption, a.output))
+    legend = [(name, color) for _, _, name, color, _ in module.TISSUE_SEGMENTS if name != "LV myocardium"]
+    legend += [(name, color) for _, _, name, color in module.SECTOR_SEGMENTS]
+    print("screenshot:", compose(slice_rgb, chart_rgb, title, caption, a.output, legend))
 
 
 if __name__ == "__main__":

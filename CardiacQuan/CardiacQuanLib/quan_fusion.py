@@ -13,6 +13,8 @@ the area curve of the final A1.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .phase import phase_from_ed_es
@@ -181,3 +183,77 @@ def stack_phase(areas, net_probs=None, source="final-area"):
     if not ok.any():
         return phase_from_area_curve(np.nansum(a, axis=0) if np.isfinite(a).any() else a[0])
     return phase_from_area_curve(a[ok].sum(axis=0))
+
+
+# ----------------------------------------------------------------------------------------
+# The pipeline's hook: final values of one slice from the bundled network + geometry
+# ----------------------------------------------------------------------------------------
+QUAN_MODEL_FILE = "quan_net.keras"
+_BUNDLED = {}
+
+
+def bundled_model_path():
+    """The bundled weights: CARDIACQUAN_MODEL_DIR (when set) or Resources/Models."""
+    from .segment import default_model_dir
+    return default_model_dir() / QUAN_MODEL_FILE
+
+
+def load_bundled():
+    """The bundled QuanNet (cached), or None when no weights are bundled."""
+    path = bundled_model_path()
+    key = str(path)
+    if key not in _BUNDLED:
+        if not path.exists():
+            return None
+        from .quan_net import load_quan_net
+        _BUNDLED[key] = load_quan_net(path)
+    return _BUNDLED[key]
+
+
+def _compact_validation(validation):
+    """{split: {group: {source: {group_mae, phase_error, n_frames}}}} from the sidecar figures."""
+    out = {}
+    for split, groups in (validation or {}).items():
+        for g, srcs in groups.items():
+            out.setdefault(split, {})[g] = {
+                s: {"group_mae": {k: (None if v is None else round(float(v), 3)) for k, v in f["group_mae"].items()},
+                    "phase_error": None if f.get("phase_error") is None else round(float(f["phase_error"]), 4),
+                    "n_frames": f.get("n_frames")} for s, f in srcs.items()}
+    return out
+
+
+def bundled_info(qn, path=None) -> dict:
+    """What summary.json records about the final values: the choice and the figures behind it."""
+    choice = qn.meta.get("fusion") or DEFAULT_CHOICE
+    path = path or bundled_model_path()
+    return {"final_values": "per index: network, geometry or a fusion of the two, chosen on held-out data "
+                            "(see index_sources / the csv 'source' column)",
+            "quan_net": {"file": Path(path).name,
+                         "method": "spatio-temporal multi-task network (Vesal et al., IEEE JBHI 2021)",
+                         "fusion_weights_network": choice.get("weights"), "index_sources": choice.get("sources"),
+                         "phase_source": choice.get("phase_source"), "chosen_on": choice.get("data", choice.get("note")),
+                         "holdout_mae": choice.get("holdout_mae"),
+                         "holdout_phase_error": choice.get("holdout_phase_error"),
+                         "validation": _compact_validation(qn.meta.get("validation"))}}
+
+
+def apply_bundled_fusion(idx, labels_tz, cine, model=None):
+    """Pipeline hook: (final SliceIndices, 11 source names, info for summary.json).
+
+    idx: the geometry (`geometry.slice_indices`) of the slice's label cine labels_tz (T, R, C).
+    Without bundled weights the geometry is returned unchanged."""
+    import dataclasses
+    from .quan_net import _as_quan_net, predict_indices
+    qn = _as_quan_net(model) if model is not None else load_bundled()
+    if qn is None:
+        return idx, ["geometry"] * 11, {"final_values": "geometry of the masks (LVQuan definitions)",
+                                        "quan_net": f"not bundled ({bundled_model_path()} missing)"}
+    net = predict_indices(labels_tz, cine.spacing, cine.direction, model=qn)
+    geo_y = idx.as_array()
+    choice = qn.meta.get("fusion") or DEFAULT_CHOICE
+    fin = apply_fusion(net["indices"], geo_y, choice, net["phase_prob"])
+    y = fin["indices"]
+    new = dataclasses.replace(idx, cavity_area=y[:, 0].copy(), myocardium_area=y[:, 1].copy(),
+                              dims=y[:, 2:5].copy(), rwt=y[:, 5:11].copy(),
+                              phase=np.asarray(fin["phase"], np.int8), ed=int(fin["ed"]), es=int(fin["es"]))
+    return new, list(fin["source"]), bundled_info(qn, None if model is not None else bundled_model_path())
