@@ -21,6 +21,9 @@ import tempfile
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
+    # no X server: go straight to VTK's headless EGL window (Mesa or GPU) instead of trying X first
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 sys.path.insert(0, os.path.join(REPO, "Testing"))
 sys.path.insert(0, os.path.join(REPO, "CardiacQuan"))
 
