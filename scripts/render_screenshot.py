@@ -7,8 +7,11 @@
 What it does: builds a scene with Slicer's MRML classes and module logics (slicer-core), loads a
 phantom cine as a volume sequence with a browser, runs the module's Logic (the engine runs in its
 own process, as in Slicer), then renders a slice view with Slicer's own slice logic and
-displayable managers (cine + LV segmentation + RWT sectors at end-systole) and draws the plot
-chart the run created (the MRML chart / series / table nodes) with VTK charts, side by side.
+displayable managers (cine + LV segmentation + RWT sectors at end-systole, the cine's slice plane
+in the standard short-axis orientation: seen from the apex, anterior up, RV on the left) and
+draws the plot chart the run created (its MRML chart / series / table nodes) with VTK charts --
+what Slicer's plot view does, without its Qt widget -- side by side, with a colour legend.
+Headless Linux: VTK's EGL render window (Mesa's software renderer works).
 
 This process never imports TensorFlow: VTK's OpenGL rendering crashes in a process that did.
 The engine runs the given-masks path (no network) unless --network is passed.
