@@ -44,8 +44,8 @@ def load_seg_model(path=None):
         raise CardiacQuanError(f"segmentation model not found at {path} (set CARDIACQUAN_MODEL_DIR)")
     key = str(path.resolve())
     if key not in _MODEL_CACHE:
-        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        import keras
+        from .backend import import_keras
+        keras = import_keras()
         _MODEL_CACHE[key] = keras.saving.load_model(path, compile=False)
     return _MODEL_CACHE[key]
 
