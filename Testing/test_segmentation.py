@@ -172,3 +172,17 @@ def test_segment_cli_on_a_dicom_cine_writes_a_4d_label_image(tmp_path):
     order = [int(np.argmin(np.linalg.norm(ph.cine.origins - o, axis=1))) for o in cine.origins]
     truth = ph.labels[:, order]
     assert dice(lab == LV_CAVITY, truth == LV_CAVITY) > 0.85
+
+
+def test_train_seg_command_trains_and_saves_a_loadable_model(tmp_path):
+    """The training command end to end on the real ACDC slices (two tiny steps)."""
+    acdc = shared_path("acdc")
+    out = tmp_path / "seg.keras"
+    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "train-seg", "--acdc", str(acdc), "-o", str(out),
+                        "--steps", "2", "--batch", "2", "--workers", "1"],
+                       env=ENV, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.exists() and out.with_suffix(".train.json").exists()
+    from CardiacQuanLib.segment import load_seg_model
+    model = load_seg_model(out)
+    assert model.output_shape[-1] == 4

@@ -41,6 +41,7 @@ def _make_batch(args):
 def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_minutes=None,
           steps_per_epoch=250, log=print):
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
+    steps_per_epoch = max(1, min(steps_per_epoch, steps))
     ctx = mp.get_context("fork")
     pool = ctx.Pool(workers, initializer=_init_worker, initargs=(str(packed),))
     seeds = ((seed * 10_000_000 + k, batch) for k in range(steps + 10))
