@@ -32,7 +32,6 @@ Pure Keras 3 (`keras.ops` only): trains on JAX on a GPU machine, runs on TensorF
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -53,9 +52,8 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "Resources" / "Mod
 
 
 def _keras():
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
-    return keras
+    from .backend import import_keras
+    return import_keras()
 
 
 # ----------------------------------------------------------------------------------------

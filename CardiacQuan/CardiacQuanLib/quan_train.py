@@ -120,13 +120,17 @@ def _epoch_logger(log, t0, max_minutes=None, lr=None):
 
 
 def fit_network(x, y_mm, scale_mm, phase, val=None, epochs=60, batch_size=16, lr=1e-3, seed=1, log=print,
-                max_minutes=None, model_kw=None, phase_loss_weight=1.0):
-    """Train a fresh network; returns (QuanNet, history dict).  val = (x, y_mm, scale, phase)."""
+                max_minutes=None, model_kw=None, phase_loss_weight=1.0, init_weights=None):
+    """Train a network (fresh, or continued from the weights of a saved one, `init_weights`);
+    returns (QuanNet, history dict).  val = (x, y_mm, scale, phase)."""
     keras = _keras()
     keras.utils.set_random_seed(int(seed))
     mean, std = norm_constants(y_mm, scale_mm)
     z = ((to_scale_free(y_mm, scale_mm) - mean) / std).astype(np.float32)
     model = build_quan_net(compile=False, **(model_kw or {}))
+    if init_weights:
+        model.set_weights(keras.saving.load_model(str(init_weights), compile=False).get_weights())
+        log(f"continuing from the weights of {init_weights}")
     steps = max(1, math.ceil(len(x) / batch_size)) * int(epochs)
     # the learning rate follows a cosine over the epochs, or over the time budget when one is set
     sched = float(lr) if max_minutes else keras.optimizers.schedules.CosineDecay(float(lr), decay_steps=steps,
@@ -187,7 +191,7 @@ def _summary(tables):
 
 
 def train_quan(data_path, out_path=DEFAULT_MODEL_PATH, epochs=60, batch_size=16, lr=1e-3, seed=1, log=print,
-               max_minutes=None, max_train=None, model_kw=None, groups=None):
+               max_minutes=None, max_train=None, model_kw=None, groups=None, init_weights=None):
     """Train on split 'train', choose the fusion on 'holdout', report on 'holdout', 'val' and
     'test'; save the weights and the sidecar.  Returns the QuanNet."""
     from .evaluate_quan import evaluate_groups, network_mm
@@ -208,7 +212,7 @@ def train_quan(data_path, out_path=DEFAULT_MODEL_PATH, epochs=60, batch_size=16,
     val = (d["x"][ho], d["y_mm"][ho], d["scale_mm"][ho], d["phase"][ho]) if len(ho) else None
     qn, hist = fit_network(d["x"][idx], d["y_mm"][idx], d["scale_mm"][idx], d["phase"][idx], val=val, epochs=epochs,
                            batch_size=batch_size, lr=lr, seed=seed, log=log, max_minutes=max_minutes,
-                           model_kw=model_kw)
+                           model_kw=model_kw, init_weights=init_weights)
     qn.meta["training"].update(data=str(data_path), data_meta={k: v for k, v in d["meta"].items()
                                                                 if k not in ("train_patients",)},
                                history=hist)
@@ -336,6 +340,7 @@ def add_train_quan_parser(subparsers):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
+    p.add_argument("--init-weights", default=None, help="continue training from these weights (.keras)")
     p.add_argument("--max-train", type=int, default=None, help="use at most this many training cines (smoke runs)")
     p.add_argument("--faithful", action="store_true",
                    help="the paper's exact network (no batch norm, zero time padding, linear heads)")
@@ -409,7 +414,8 @@ def _cli(args):
         if args.prepare_only:
             return 0
     train_quan(data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=args.seed, log=log,
-               max_minutes=args.max_minutes, max_train=args.max_train, model_kw=model_kw)
+               max_minutes=args.max_minutes, max_train=args.max_train, model_kw=model_kw,
+               init_weights=args.init_weights)
     return 0
 
 

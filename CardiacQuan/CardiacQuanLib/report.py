@@ -64,9 +64,9 @@ def model_info():
         p = d / name
         if p.exists():
             out[name] = {"sha256": _sha256(p)[:16], "bytes": p.stat().st_size}
-    card = d / "MODEL_CARD.md"
-    if card.exists():
-        out["model_card"] = str(card)
+            card = p.with_suffix(".md")
+            if card.exists():
+                out[name]["model_card"] = str(card)
     return out
 
 
