@@ -478,8 +478,9 @@ def test_requantify_from_an_edited_segmentation(logic, cine, run, slicer_scene):
     after = newRow["cavity_area_mm2"]
     spacing = np.linalg.norm(cine["ijk"][:3, 0]) * np.linalg.norm(cine["ijk"][:3, 1])
     assert after < before
-    source = newRow["source"]  # "geometry", "network", or "mixed:<A1 source>/<A2 source>/..."
-    a1Source = source[len("mixed:"):].split("/")[0] if source.startswith("mixed:") else source
+    source = newRow["source"]  # "geometry", or "<common source> (<index>: <its source>; ...)"
+    exceptions = dict(e.split(": ", 1) for e in source.rstrip(")").split(" (", 1)[1].split("; ")) if " (" in source else {}
+    a1Source = exceptions.get("A1", source.split(" (")[0])
     if a1Source == "geometry":  # A1 measured on the masks: the change is exactly the repainted pixels
         assert before - after == pytest.approx(changed * spacing, rel=0.1)
     assert _row(new.indicesTable, mid, 0)["cavity_area_mm2"] == pytest.approx(before0)  # other frames unchanged

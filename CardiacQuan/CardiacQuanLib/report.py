@@ -27,8 +27,11 @@ def _fmt(v, nd=3):
 
 
 def _source_summary(src):
-    s = sorted(set(src))
-    return s[0] if len(s) == 1 else "mixed:" + "/".join(src)
+    """One cell for the 11 per-index sources: the common one, then the exceptions by index."""
+    src = list(src)
+    common = max(set(src), key=src.count)
+    others = [f"{name}: {s}" for name, s in zip(INDEX_NAMES, src) if s != common]
+    return common if not others else f"{common} ({'; '.join(others)})"
 
 
 def write_indices_csv(result, path):
