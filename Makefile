@@ -34,6 +34,7 @@ test: $(STAMP_DEV)
 benchmark: $(STAMP)
 	$(PY) scripts/benchmark_segmentation.py
 	$(PY) scripts/benchmark_geometry.py
+	$(PY) scripts/benchmark_quan.py
 
 clean:
 	rm -rf $(VENV) demo_output

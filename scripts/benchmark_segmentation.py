@@ -5,6 +5,8 @@ Prints, for (a) one 20-frame 256x256 phantom cine (one slice) and (b) the 12-sli
 20-frame Sunnybrook DICOM study when ../shared is present:
   - "loaded": `segment_cine` alone, model already in memory (median of --repeat runs after
     one warm-up call that traces the graph);
+  - for the one-slice cine also the whole `pipeline.quantify` (segmentation, spatio-temporal
+    network, geometry, sectors), models loaded;
   - "cold": `cardiacquan segment INPUT -o LABELS` as a user runs it, a fresh process
     including Python and TensorFlow start-up, model loading and writing the label file.
 Both with and without the flip test-time augmentation the product uses by default.
@@ -86,6 +88,11 @@ def main():
             sec = _median_seconds(lambda: segment_cine(cine, model=model, tta=tta), args.repeat)
             print(f"{name}: loaded, TTA {'on ' if tta else 'off'}: {sec:.2f} s "
                   f"({sec / cine.n_frames / cine.n_slices * 1e3:.0f} ms per frame)")
+        if cine.n_slices == 1:
+            from CardiacQuanLib.pipeline import quantify
+            sec = _median_seconds(lambda: quantify(cine, seg_model=model), args.repeat)
+            print(f"{name}: loaded, whole quantification (segmentation with TTA + network + geometry + "
+                  f"sectors): {sec:.2f} s")
         cold = _cold_run(path, {})
         print(f"{name}: cold `cardiacquan segment` (process start, TF import, model load, "
               f"read, segment with TTA, write): {cold:.2f} s")
