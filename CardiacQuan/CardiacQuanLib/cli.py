@@ -144,16 +144,14 @@ def build_parser():
     d.add_argument("--slices-count", type=int, default=1, help="slices of the phantom (1 = 2-D+t)")
     d.set_defaults(func=cmd_demo)
 
+    from .evaluate_quan import add_evaluate_parser
     from .evaluate_seg import add_evaluate_seg_parser
+    from .quan_train import add_train_quan_parser
     from .seg_train import add_train_seg_parser
     add_train_seg_parser(sub)
     add_evaluate_seg_parser(sub)
-    for mod, fn in (("quan_train", "add_train_quan_parser"), ("evaluate_quan", "add_evaluate_parser")):
-        try:
-            m = __import__(f"{__package__}.{mod}", fromlist=[fn])
-            getattr(m, fn)(sub)
-        except (ImportError, AttributeError):
-            pass
+    add_train_quan_parser(sub)
+    add_evaluate_parser(sub)
     return p
 
 

@@ -156,8 +156,5 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
 
 def _apply_quan_net(idx, labels_tz, cine):
     """Final values from the spatio-temporal network fused with geometry, where bundled."""
-    try:
-        from .quan_fusion import apply_bundled_fusion
-    except ImportError:
-        return idx, ["geometry"] * 11, {}
+    from .quan_fusion import apply_bundled_fusion
     return apply_bundled_fusion(idx, labels_tz, cine)
