@@ -125,3 +125,12 @@ def test_bad_input_gives_one_clear_error_line(case, tmp_path, phantom_files):
     assert last.startswith("CQ-ERROR ") and len(last) > 20, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "o" / "indices.csv").exists()
+
+
+def test_source_cell_names_the_common_source_then_the_exceptions():
+    from CardiacQuanLib.report import _source_summary
+    assert _source_summary(["geometry"] * 11) == "geometry"
+    src = ["geometry"] * 6 + ["fusion 0.4*network+0.6*geometry"] + ["geometry"] * 4
+    assert _source_summary(src) == "geometry (RWT2: fusion 0.4*network+0.6*geometry)"
+    tie = ["network"] * 4 + ["geometry"] * 4 + ["fusion 0.5*network+0.5*geometry"] * 3
+    assert _source_summary(tie).startswith("network (")      # ties: first in index order, every run

@@ -128,3 +128,21 @@ def test_a_tiny_training_learns():
     assert hist["loss"][-1] < hist["loss"][0]
     assert any(l.startswith("epoch 6:") for l in logs)
     assert np.all(np.isfinite(qn.norm_std)) and qn.norm_std.shape == (11,)
+
+
+def test_training_continues_from_saved_weights(tmp_path):
+    """--init-weights: the second run starts from the first run's weights, not from scratch."""
+    from CardiacQuanLib.quan_data import phantom_samples, stack_samples
+    from CardiacQuanLib.quan_net import save_quan_net
+    from CardiacQuanLib.quan_train import fit_network
+    d = stack_samples(phantom_samples(range(310, 312), "train", simulate=False, size=(128, 128), spacing=1.6))
+    args = (d["x"], d["y_mm"], d["scale_mm"], d["phase"])
+    first, _ = fit_network(*args, epochs=1, batch_size=2, lr=3e-3, seed=0, log=lambda *a: None, model_kw=TINY)
+    save_quan_net(first, tmp_path / "first.keras")
+    logs = []
+    second, _ = fit_network(*args, epochs=1, batch_size=2, lr=0.0, seed=5, log=logs.append, model_kw=TINY,
+                            init_weights=tmp_path / "first.keras")
+    assert any("continuing from" in line for line in logs)
+    # lr 0: no trainable weight moved from the loaded ones (batch-norm statistics still update)
+    for a, b in zip(first.model.trainable_weights, second.model.trainable_weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from . import CardiacQuanError
-from .quan_net import (DEFAULT_MODEL_PATH, INDEX_NAMES, QuanNet, _jsonable, _keras, build_quan_net, save_quan_net,
-                       to_scale_free)
+from .quan_net import (DEFAULT_MODEL_PATH, INDEX_NAMES, QuanNet, _jsonable, _keras, build_quan_net, load_quan_net,
+                       save_quan_net, to_scale_free)
 
 DEFAULT_DATA = Path("work_local") / "quan_data.npz"
 FAITHFUL = dict(batchnorm=False, cyclic=False, head_units=0)
@@ -129,7 +129,7 @@ def fit_network(x, y_mm, scale_mm, phase, val=None, epochs=60, batch_size=16, lr
     z = ((to_scale_free(y_mm, scale_mm) - mean) / std).astype(np.float32)
     model = build_quan_net(compile=False, **(model_kw or {}))
     if init_weights:
-        model.set_weights(keras.saving.load_model(str(init_weights), compile=False).get_weights())
+        model.set_weights(load_quan_net(init_weights).model.get_weights())
         log(f"continuing from the weights of {init_weights}")
     steps = max(1, math.ceil(len(x) / batch_size)) * int(epochs)
     # the learning rate follows a cosine over the epochs, or over the time budget when one is set

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import platform
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def _fmt(v, nd=3):
 def _source_summary(src):
     """One cell for the 11 per-index sources: the common one, then the exceptions by index."""
     src = list(src)
-    common = max(set(src), key=src.count)
+    common = Counter(src).most_common(1)[0][0]          # ties: the first in index order (stable)
     others = [f"{name}: {s}" for name, s in zip(INDEX_NAMES, src) if s != common]
     return common if not others else f"{common} ({'; '.join(others)})"
 
