@@ -181,3 +181,26 @@ def test_pipeline_uses_bundled_weights_and_says_where_final_values_come_from(tmp
     s = json.loads(json.dumps(summary_dict(res2), default=str))
     assert s["quantification"]["quan_net"]["phase_source"] == "geometry"
     quan_fusion._BUNDLED.clear()
+
+
+def test_train_quan_in_the_background_logs_the_protocol(tmp_path):
+    """`train-quan --background --log`: returns at once, the detached run writes the LVQuan table."""
+    import os
+    import subprocess
+    import sys
+    import time
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.path.join(repo, "CardiacQuan"), TF_CPP_MIN_LOG_LEVEL="3")
+    path = write_lvquan_mat(tmp_path / "cardiac-dig.mat")
+    log, js = tmp_path / "quan.log", tmp_path / "cv.json"
+    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "train-quan", "--lvquan", str(path), "--folds", "5",
+                        "--epochs", "1", "--json", str(js), "--background", "--log", str(log)],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "background" in r.stdout and str(log) in r.stdout
+    deadline = time.time() + 600
+    while time.time() < deadline and not js.exists():
+        time.sleep(2)
+    text = log.read_text()
+    assert js.exists(), text[-2000:]
+    assert "LVQuan 5-fold cross-validation" in text and text.lstrip().startswith("[")

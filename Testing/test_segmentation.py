@@ -186,3 +186,81 @@ def test_train_seg_command_trains_and_saves_a_loadable_model(tmp_path):
     from CardiacQuanLib.segment import load_seg_model
     model = load_seg_model(out)
     assert model.output_shape[-1] == 4
+
+
+def _tiny_packed(tmp_path):
+    """Two phantom frames packed like `train-seg --pack-only` output: training needs no shared data."""
+    ph = make_phantom(seed=3, n_frames=2, size=(128, 128), spacing=1.5)
+    imgs = [(np.clip(ph.cine.image[t, 0] / ph.cine.image.max(), 0, 1) * 255).astype(np.uint8) for t in range(2)]
+    labs = [ph.labels[t, 0].astype(np.uint8) for t in range(2)]
+    packed = tmp_path / "tiny.npz"
+    np.savez_compressed(packed, train_image=np.concatenate([a.ravel() for a in imgs]),
+                        train_label=np.concatenate([a.ravel() for a in labs]),
+                        train_shape=np.array([a.shape for a in imgs]), train_spacing=np.array([1.5, 1.5]),
+                        train_patient=np.array([1, 1]), train_phase=np.array([0, 1]),
+                        val_image=np.zeros(0, np.uint8), val_label=np.zeros(0, np.uint8),
+                        val_shape=np.zeros((0, 3), int), val_name=np.array([], dtype=str))
+    return packed
+
+
+def test_train_seg_in_the_background_writes_a_log_and_a_model(tmp_path):
+    """`train-seg --background --log`: detaches, logs with timestamps, ends with a loadable model."""
+    import time
+    packed = _tiny_packed(tmp_path)
+    out, log = tmp_path / "seg.keras", tmp_path / "logs" / "train_seg.log"
+    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "train-seg", "--packed", str(packed), "-o", str(out),
+                        "--steps", "2", "--batch", "2", "--workers", "1", "--background", "--log", str(log)],
+                       env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "background" in r.stdout and str(log) in r.stdout
+    deadline = time.time() + 600
+    while time.time() < deadline and "saved" not in (log.read_text() if log.exists() else ""):
+        time.sleep(2)
+    text = log.read_text()
+    assert "saved" in text, text[-2000:]
+    assert "epoch 1/" in text and text.lstrip().startswith("[")       # timestamped lines, no banner
+    from CardiacQuanLib.segment import load_seg_model
+    assert load_seg_model(out).output_shape[-1] == 4
+
+
+def test_train_seg_with_a_time_budget_ends_on_time_with_the_rate_annealed(tmp_path):
+    """A schedule far too long for the budget: the run re-plans, stops near --max-minutes, and its
+    last epochs run at the bottom of the cosine (so a short CPU run still converges)."""
+    import re
+    out = tmp_path / "seg.keras"
+    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "train-seg", "--packed", str(_tiny_packed(tmp_path)),
+                        "-o", str(out), "--steps", "100000", "--batch", "2", "--workers", "1",
+                        "--steps-per-epoch", "2", "--max-minutes", "0.75"],
+                       env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "planning" in r.stdout
+    secs = float(re.search(r"saved .* after (\d+)s", r.stdout).group(1))
+    assert secs < 45 + 30, r.stdout[-1500:]
+    lrs = [float(v) for v in re.findall(r"lr ([0-9.e+-]+) ", r.stdout)]
+    assert lrs[0] == pytest.approx(2e-3) and lrs[-1] < 0.15 * 2e-3, r.stdout[-1500:]
+    assert out.exists()
+
+
+def test_training_batches_are_made_only_a_few_steps_ahead():
+    """Patch workers must not run ahead of a slow trainer (unbounded look-ahead filled 24 GB)."""
+    from CardiacQuanLib.seg_train import prefetch
+
+    class Done:
+        def __init__(self, v):
+            self.v = v
+
+        def get(self):
+            return self.v
+
+    class RecordingPool:
+        submitted = 0
+
+        def apply_async(self, fn, args):
+            self.submitted += 1
+            return Done(fn(*args))
+
+    pool = RecordingPool()
+    it = prefetch(pool, lambda a: a * 10, iter(range(1000)), depth=4)
+    assert [next(it) for _ in range(3)] == [0, 10, 20]
+    assert pool.submitted <= 3 + 4
+    assert list(it)[-1] == 9990 and pool.submitted == 1000

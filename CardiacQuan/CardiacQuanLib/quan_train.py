@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import CardiacQuanError
+from .training_run import run_detached, timestamped_logger
 from .quan_net import (DEFAULT_MODEL_PATH, INDEX_NAMES, QuanNet, _jsonable, _keras, build_quan_net, load_quan_net,
                        save_quan_net, to_scale_free)
 
@@ -354,44 +353,10 @@ def add_train_quan_parser(subparsers):
     return p
 
 
-def _logger(path):
-    fh = open(path, "a", buffering=1) if path else None
-
-    def log(*parts):
-        msg = " ".join(str(p) for p in parts)
-        stamp = time.strftime("%H:%M:%S")
-        for line in msg.splitlines() or [""]:
-            print(f"[{stamp}] {line}", flush=True)
-            if fh:
-                fh.write(f"[{stamp}] {line}\n")
-    return log
-
-
-def _background(args):
-    argv = sys.argv[1:]
-    if "train-quan" in argv:
-        argv = argv[argv.index("train-quan") + 1:]
-    argv = [a for a in argv if a != "--background"]
-    log_path = Path(args.log or Path("work_local") / "train_quan.log")
-    if "--log" in argv:                       # the child writes stdout to the log itself
-        i = argv.index("--log")
-        argv = argv[:i] + argv[i + 2:]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    lib_parent = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = lib_parent + os.pathsep + env.get("PYTHONPATH", "")
-    with open(log_path, "a") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "CardiacQuanLib.quan_train"] + argv, stdout=fh,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
-    print(f"training runs in the background: pid {proc.pid}, log {log_path}")
-    return 0
-
-
 def _cli(args):
     if args.background:
-        return _background(args)
-    log = _logger(args.log)
+        return run_detached("train-quan", args.log or Path("work_local") / "train_quan.log")
+    log = timestamped_logger(args.log)
     model_kw = dict(FAITHFUL) if args.faithful else None
     if args.lvquan:
         res = lvquan_cv(args.lvquan, folds=args.folds, epochs=args.epochs, batch_size=args.batch, lr=args.lr,

@@ -71,6 +71,7 @@ def pack_acdc(acdc_dir, out_path, log=print, with_validation=True):
         vlabs.append(lab.ravel())
         vshapes.append(img.shape)
         vnames.append(name)
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         out_path,
         train_image=np.concatenate(imgs), train_label=np.concatenate(labs),

@@ -9,12 +9,10 @@ machine) and runs on TensorFlow-CPU in the product.
 """
 from __future__ import annotations
 
-import os
+from .backend import import_keras
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-import keras  # noqa: E402
-from keras import layers, ops  # noqa: E402
+keras = import_keras()              # TensorFlow unless KERAS_BACKEND says otherwise; no banner
+layers, ops = keras.layers, keras.ops
 
 N_CLASSES = 4          # background, RV cavity, LV myocardium, LV cavity
 PATCH = 160            # pixels per side of the training / fine-pass patch

@@ -38,16 +38,37 @@ def _make_batch(args):
     return np.stack(xs)[..., None], np.stack(ys)[..., None]
 
 
+def prefetch(pool, fn, args_iter, depth):
+    """Results of fn(a) for each a, in order, with at most `depth` batches made ahead.
+
+    Pool.imap would queue the whole run at once: where the network trains slower than the
+    workers make patches (2 CPU cores), finished batches pile up in memory until the process is
+    killed (24 GB after 20 minutes here). Bounding the look-ahead keeps memory flat."""
+    from collections import deque
+    pending = deque()
+    for a in args_iter:
+        pending.append(pool.apply_async(fn, (a,)))
+        if len(pending) >= depth:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
 def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_minutes=None,
           steps_per_epoch=250, log=print):
+    """Train and save to `out`. An epoch is `steps_per_epoch` steps: the learning rate follows a
+    cosine over the planned epochs and, with `max_minutes`, the plan is re-fitted after every
+    epoch to the time left, so a CPU run ends on time with a fully annealed rate. On 2 CPU cores
+    keep epochs short (the CLI's default, 20 steps) so the plan and the log keep up."""
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
     steps_per_epoch = max(1, min(steps_per_epoch, steps))
     ctx = mp.get_context("fork")
     pool = ctx.Pool(workers, initializer=_init_worker, initargs=(str(packed),))
     seeds = ((seed * 10_000_000 + k, batch) for k in range(steps + 10))
-    batches = pool.imap(_make_batch, seeds, chunksize=2)
+    batches = prefetch(pool, _make_batch, seeds, depth=2 * workers + 2)
 
-    import keras
+    from .backend import import_keras
+    keras = import_keras()
     from .seg_model import build_seg_model, dice_ce_loss
 
     keras.utils.set_random_seed(seed)
@@ -61,11 +82,11 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
             yield xb, yb
 
     start = time.time()
-    plan = {"epochs": max(1, steps // steps_per_epoch)}
+    plan = {"epochs": max(1, steps // steps_per_epoch), "max": max(1, steps // steps_per_epoch)}
 
     class Schedule(keras.callbacks.Callback):
-        """Cosine learning rate over the planned epochs; with a time budget the plan is
-        shortened after measuring speed, so the rate still anneals fully before the end."""
+        """Cosine learning rate over the planned epochs; with a time budget the plan is re-fitted
+        to the measured speed after every epoch, so the rate still anneals fully before the end."""
 
         def on_epoch_begin(self, epoch, logs=None):
             frac = min(epoch / max(plan["epochs"], 1), 1.0)
@@ -76,20 +97,22 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
             log(f"epoch {epoch + 1}/{plan['epochs']} step {(epoch + 1) * steps_per_epoch} "
                 f"loss {logs['loss']:.4f} lr {float(self.model.optimizer.learning_rate):.2e} {el:.0f}s")
             sys.stdout.flush()
-            if max_minutes and epoch == 1:
-                per_epoch = el - self._t1
-                left = 60 * max_minutes - el
-                plan["epochs"] = int(min(plan["epochs"], 2 + max(0, left // per_epoch)))
-                log(f"{per_epoch:.1f}s per epoch: planning {plan['epochs']} epochs")
             if epoch == 0:
-                self._t1 = el
+                self._t1 = el               # the first epoch includes compilation
+            elif max_minutes:
+                per_epoch = (el - self._t1) / epoch
+                left = 60 * max_minutes - el
+                fits = int(min(plan["max"], epoch + 1 + max(0, left // per_epoch)))
+                if fits < plan["epochs"] or fits > plan["epochs"] + 1:   # follows the speed both ways
+                    plan["epochs"] = fits
+                    log(f"{per_epoch:.1f}s per epoch: planning {plan['epochs']} epochs to end within {max_minutes} min")
             if epoch + 1 >= plan["epochs"]:
                 self.model.stop_training = True
             elif (epoch + 1) % 10 == 0:
                 save_inference_model(self.model, out)  # a usable model even if the run is cut off
 
     model.fit(gen(), steps_per_epoch=steps_per_epoch, epochs=max(1, steps // steps_per_epoch), verbose=0,
-              callbacks=[Schedule()])
+              shuffle=False, callbacks=[Schedule()])
     pool.terminate()
     out = Path(out)
     save_inference_model(model, out)
@@ -122,18 +145,29 @@ def add_train_seg_parser(sub):
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="end within this many minutes (the schedule is fitted to it)")
+    p.add_argument("--steps-per-epoch", type=int, default=20,
+                   help="steps between log lines and schedule updates (GPU script: 250)")
+    p.add_argument("--log", default=None, help="also append the log to this file")
+    p.add_argument("--background", action="store_true", help="run detached; the log goes to --log "
+                                                             "(default work_local/train_seg.log)")
     p.set_defaults(func=_cli)
 
 
 def _cli(args):
     from .seg_data import pack_acdc
+    from .training_run import run_detached, timestamped_logger
+    if args.background:
+        return run_detached("train-seg", args.log or Path("work_local") / "train_seg.log")
+    log = timestamped_logger(args.log)
     packed = args.packed
     if packed is None or not Path(packed).exists():
         packed = packed or str(Path(args.out).with_suffix(".acdc.npz"))
-        pack_acdc(args.acdc, packed, with_validation=False, log=lambda m: print(m, file=sys.stderr))
+        pack_acdc(args.acdc, packed, with_validation=False, log=log)
     if args.pack_only:
         return 0
     train(packed, args.out, steps=args.steps, batch=args.batch, lr=args.lr, workers=args.workers,
-          seed=args.seed, max_minutes=args.max_minutes, log=lambda m: print(m, flush=True))
+          seed=args.seed, max_minutes=args.max_minutes,
+          steps_per_epoch=args.steps_per_epoch, log=log)
     return 0
