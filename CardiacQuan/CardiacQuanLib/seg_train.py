@@ -82,7 +82,8 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
             yield xb, yb
 
     start = time.time()
-    plan = {"epochs": max(1, steps // steps_per_epoch), "max": max(1, steps // steps_per_epoch)}
+    total_epochs = max(1, steps // steps_per_epoch)
+    plan = {"epochs": total_epochs}
 
     class Schedule(keras.callbacks.Callback):
         """Cosine learning rate over the planned epochs; with a time budget the plan is re-fitted
@@ -102,7 +103,7 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
             elif max_minutes:
                 per_epoch = (el - self._t1) / epoch
                 left = 60 * max_minutes - el
-                fits = int(min(plan["max"], epoch + 1 + max(0, left // per_epoch)))
+                fits = int(min(total_epochs, epoch + 1 + max(0, left // per_epoch)))
                 if fits < plan["epochs"] or fits > plan["epochs"] + 1:   # follows the speed both ways
                     plan["epochs"] = fits
                     log(f"{per_epoch:.1f}s per epoch: planning {plan['epochs']} epochs to end within {max_minutes} min")
@@ -111,7 +112,7 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
             elif (epoch + 1) % 10 == 0:
                 save_inference_model(self.model, out)  # a usable model even if the run is cut off
 
-    model.fit(gen(), steps_per_epoch=steps_per_epoch, epochs=max(1, steps // steps_per_epoch), verbose=0,
+    model.fit(gen(), steps_per_epoch=steps_per_epoch, epochs=total_epochs, verbose=0,
               shuffle=False, callbacks=[Schedule()])
     pool.terminate()
     out = Path(out)
