@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -382,15 +381,3 @@ def _cli(args):
                max_minutes=args.max_minutes, max_train=args.max_train, model_kw=model_kw,
                init_weights=args.init_weights)
     return 0
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m CardiacQuanLib.quan_train")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    add_train_quan_parser(sub)
-    args = ap.parse_args(["train-quan"] + list(sys.argv[1:] if argv is None else argv))
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
