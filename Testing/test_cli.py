@@ -124,7 +124,7 @@ def test_bad_input_gives_one_clear_error_line(case, tmp_path, phantom_files):
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("CQ-ERROR ") and len(last) > 20, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
-    assert not (tmp_path / "o" / "indices.csv").exists()
+    assert not (tmp_path / "o").exists(), "a failed run leaves no (empty) output folder behind"
 
 
 def test_source_cell_names_the_common_source_then_the_exceptions():
@@ -134,3 +134,60 @@ def test_source_cell_names_the_common_source_then_the_exceptions():
     assert _source_summary(src) == "geometry (RWT2: fusion 0.4*network+0.6*geometry)"
     tie = ["network"] * 4 + ["geometry"] * 4 + ["fusion 0.5*network+0.5*geometry"] * 3
     assert _source_summary(tie).startswith("network (")      # ties: first in index order, every run
+
+
+def test_an_output_never_replaces_an_input(phantom_files, tmp_path):
+    ph, cine, labels, _ = phantom_files
+    src = tmp_path / "x.nii.gz"
+    src.write_bytes(open(cine, "rb").read())
+    before = sha(src)
+    r = run("segment", src, "-o", src)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("CQ-ERROR the output")
+    (tmp_path / "d").mkdir()
+    inside = tmp_path / "d" / "segmentation.nii.gz"          # an input named like an output, in -o
+    inside.write_bytes(open(cine, "rb").read())
+    r = run("quantify", inside, "-o", tmp_path / "d", "--labels", labels)
+    assert r.returncode == 2 and "would replace the input" in r.stderr
+    assert sha(src) == before and sha(inside) == before
+
+
+def test_an_unwritable_output_fails_before_any_work(phantom_files, tmp_path):
+    ph, cine, labels, _ = phantom_files
+    (tmp_path / "afile").write_text("x")
+    for args in (["quantify", cine, "-o", tmp_path / "afile" / "out", "--labels", labels],
+                 ["segment", cine, "-o", tmp_path / "afile" / "seg.nii.gz"],
+                 ["segment", cine, "-o", tmp_path / "seg.png"]):
+        r = run(*args, timeout=120)
+        assert r.returncode == 2, r.stderr[-1000:]
+        assert "Traceback" not in r.stderr and "CQ-PROGRESS" not in r.stderr, "refused before any work"
+        assert r.stderr.strip().splitlines()[-1].startswith("CQ-ERROR ")
+
+
+def test_a_rerun_without_figures_removes_the_earlier_figures(phantom_files, tmp_path):
+    ph, cine, labels, _ = phantom_files
+    assert run("quantify", cine, "-o", tmp_path / "o", "--labels", labels, "--geometry-only").returncode == 0
+    assert (tmp_path / "o" / "phase_curve.png").exists()
+    assert run("quantify", cine, "-o", tmp_path / "o", "--labels", labels, "--geometry-only",
+               "--no-figures").returncode == 0
+    assert not (tmp_path / "o" / "phase_curve.png").exists() and not (tmp_path / "o" / "mid_slice_ed_es.png").exists()
+
+
+def test_volumes_skip_frames_with_a_gap_in_the_stack_and_no_lv_is_an_error(phantom_files):
+    from CardiacQuanLib import CardiacQuanError
+    from CardiacQuanLib.pipeline import quantify
+    ph = phantom_files[0]
+    full = quantify(ph.cine, labels=ph.labels, use_quan_net=False)
+    assert all(v is not None for v in full.volumes["cavity_volume_ml"])
+    lab = ph.labels.copy()
+    es = full.volumes["es_frame"]
+    lab[es, 1][lab[es, 1] == 3] = 2            # the mid slice's cavity lost at ES (an erased mask)
+    gap = quantify(ph.cine, labels=lab, use_quan_net=False)
+    vol = gap.volumes
+    assert vol["cavity_volume_ml"][es] is None and vol["myocardium_volume_ml"][es] is None
+    assert vol["es_frame"] != es and vol["esv_ml"] > 0 and vol["ef_percent"] < full.volumes["ef_percent"]
+    assert any("volume not computed" in w for w in gap.warnings)
+    apex = ph.labels.copy()                     # an end slice losing its cavity is physiology, not a gap
+    apex[es, 0][apex[es, 0] == 3] = 2
+    assert quantify(ph.cine, labels=apex, use_quan_net=False).volumes["cavity_volume_ml"][es] is not None
+    with pytest.raises(CardiacQuanError, match="no LV cavity in any frame"):
+        quantify(ph.cine, labels=np.where(ph.labels == 3, 0, ph.labels), use_quan_net=False)

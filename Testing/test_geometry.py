@@ -261,6 +261,17 @@ def test_empty_frames_are_invalid_not_errors():
     assert np.isnan(none.as_array()).all()
 
 
+def test_cavity_without_myocardium_leaves_the_wall_empty_not_zero():
+    r_endo, r_epi = ellipse_r(20.0, 20.0, 0.0), ellipse_r(27.0, 27.0, 0.0)
+    lab = np.stack([render(r_endo, r_epi), render(r_endo, r_epi)])
+    lab[1][lab[1] == 2] = 0                              # the myocardium erased, the cavity kept
+    si = slice_indices(lab, 1.0)
+    assert si.valid.tolist() == [True, True]
+    assert np.isnan(si.myocardium_area[1]) and np.isnan(si.rwt[1]).all()
+    assert si.cavity_area[1] == pytest.approx(si.cavity_area[0]) and np.isfinite(si.dims[1]).all()
+    assert np.isfinite(si.rwt[0]).all() and si.myocardium_area[0] > 0
+
+
 def test_papillary_muscle_counts_as_cavity_and_stray_blobs_ignored():
     r_endo, r_epi = ellipse_r(20.0, 20.0, 0.0), ellipse_r(27.0, 27.0, 0.0)
     lab = render(r_endo, r_epi)

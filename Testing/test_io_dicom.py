@@ -1,5 +1,6 @@
 """DICOM cine reader: synthetic series written with pydicom, plus the real Sunnybrook study."""
 import os
+import shutil
 import random
 import warnings
 
@@ -144,6 +145,26 @@ def test_single_file(tmp_path):
     cine = read_dicom_cine(tmp_path / "one.dcm")
     assert cine.image.shape == (1, 1, R, C)
     assert any("folder" in w for w in cine.metadata["warnings"])
+
+
+def test_one_file_of_a_series_reads_the_whole_series(tmp_path):
+    write_series(tmp_path / "s")
+    write_mr(tmp_path / "s" / "other_series.dcm", 5, 0.0, trigger=10.0, instance=1, series=("9.9.9", 7))
+    one = sorted(os.listdir(tmp_path / "s"))[0]
+    cine = read_dicom_cine(tmp_path / "s" / one)
+    assert cine.image.shape == (4, 3, R, C) and cine.metadata["n_files"] == 12
+    np.testing.assert_array_equal(cine.image, expected())
+    assert any("its folder" in w for w in cine.metadata["warnings"])
+
+
+def test_a_copied_file_is_read_once(tmp_path):
+    write_series(tmp_path / "s")
+    first = sorted(os.listdir(tmp_path / "s"))[0]
+    shutil.copy(tmp_path / "s" / first, tmp_path / "s" / "zz_copy_of_first.dcm")
+    cine = read_dicom_cine(tmp_path / "s")
+    assert cine.image.shape == (4, 3, R, C) and cine.metadata["n_files"] == 12
+    np.testing.assert_array_equal(cine.image, expected())
+    assert any("zz_copy_of_first.dcm is a copy" in w for w in cine.metadata["warnings"])
 
 
 def test_mixed_orientations(tmp_path):

@@ -97,6 +97,58 @@ def test_3d_stack_and_time_axis(tmp_path):
     np.testing.assert_allclose(cine.times_ms, 40.0 * np.arange(6))
 
 
+def test_labels_of_a_slice_over_time_come_back_in_the_files_geometry(tmp_path):
+    d = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])    # rotated and mirrored
+    img = sitk.GetImageFromArray(np.random.default_rng(5).normal(size=(6, R, C)).astype(np.float32))
+    img.SetSpacing((0.9, 1.3, 40.0))
+    img.SetOrigin((3.0, -4.0, 5.0))
+    img.SetDirection(d.ravel().tolist())
+    sitk.WriteImage(img, str(tmp_path / "s.nii.gz"))
+    cine = read_cine(tmp_path / "s.nii.gz", third_axis_is_time=True)
+    labels = np.random.default_rng(6).integers(0, 4, size=cine.image.shape).astype(np.uint8)
+    write_labels(labels, cine, tmp_path / "lab.nii.gz")
+    out = sitk.ReadImage(str(tmp_path / "lab.nii.gz"))
+    assert out.GetSize() == img.GetSize()
+    np.testing.assert_allclose(out.GetSpacing(), img.GetSpacing(), atol=1e-5)
+    np.testing.assert_allclose(out.GetOrigin(), img.GetOrigin(), atol=1e-5)
+    np.testing.assert_allclose(out.GetDirection(), img.GetDirection(), atol=1e-6)
+    np.testing.assert_array_equal(read_labels(tmp_path / "lab.nii.gz", cine), labels)
+    assert not cine.metadata["warnings"], "labels written by us sit on the cine's grid"
+
+
+@pytest.mark.parametrize("ext", ["nii", "nii.gz"])
+def test_nan_and_inf_in_nifti_are_refused(tmp_path, ext):
+    # ITK's NIfTI reader turns NaN into 0: the file itself is checked
+    for bad, dtype in ((np.nan, np.float32), (np.inf, np.float64)):
+        arr = np.random.default_rng(7).normal(size=(3, 2, R, C)).astype(dtype)
+        arr[1, 1, 2, 3] = bad
+        img = sitk.JoinSeries([sitk.GetImageFromArray(a) for a in arr])
+        sitk.WriteImage(img, str(tmp_path / f"bad.{ext}"))
+        with pytest.raises(CardiacQuanError, match="1 NaN/infinite"):
+            read_cine(tmp_path / f"bad.{ext}")
+
+
+def test_written_files_have_exactly_the_name_asked_for(tmp_path):
+    cine = oblique_cine()
+    labels = np.ones(cine.image.shape, np.uint8)
+    write_cine(cine, tmp_path / "x.nii.gz")
+    before = hashlib.sha256(open(tmp_path / "x.nii.gz", "rb").read()).hexdigest()
+    write_labels(labels, cine, tmp_path / "x.nii.nii.gz")    # ITK alone would write x.nii.gz
+    assert sorted(os.listdir(tmp_path)) == ["x.nii.gz", "x.nii.nii.gz"]
+    assert hashlib.sha256(open(tmp_path / "x.nii.gz", "rb").read()).hexdigest() == before
+    np.testing.assert_array_equal(read_labels(tmp_path / "x.nii.nii.gz", cine), labels)
+
+
+def test_labels_on_another_grid_are_matched_with_a_warning(tmp_path):
+    cine = oblique_cine()
+    labels = np.random.default_rng(8).integers(0, 4, size=cine.image.shape).astype(np.uint8)
+    img = sitk.JoinSeries([sitk.GetImageFromArray(a) for a in labels])     # default geometry: 1 mm, origin 0
+    sitk.WriteImage(img, str(tmp_path / "plain.nii.gz"))
+    np.testing.assert_array_equal(read_labels(tmp_path / "plain.nii.gz", cine), labels)
+    text = " ".join(cine.metadata["warnings"])
+    assert "pixel spacing" in text and "orientation" in text and "origin" in text
+
+
 def test_unknown_time_step(tmp_path):
     img = sitk.JoinSeries([sitk.GetImageFromArray(np.zeros((2, R, C), np.int16))] * 3)   # time step 1.0
     sitk.WriteImage(img, str(tmp_path / "u.nii"))

@@ -25,6 +25,11 @@ def _log(message):
     print(message, file=sys.stderr, flush=True)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Python warnings as plain `warning:` lines, like the engine's own (no source lines)."""
+    _log(f"warning: {message}")
+
+
 def _read_input(path, third_axis_is_time=False):
     from .io_cine import read_cine
     if not Path(path).exists():
@@ -36,7 +41,9 @@ def cmd_quantify(args):
     from .io_cine import read_labels_any as read_labels
     from .pipeline import quantify
     from .report import write_outputs
+    from .output_paths import prepare_output_dir
     t0 = time.time()
+    prepare_output_dir(args.output, [args.input, args.labels], create=False)   # before any work
     cine = _read_input(args.input, args.third_axis_is_time)
     _log(f"read {args.input}: {cine.n_frames} frames x {cine.n_slices} slices of "
          f"{cine.frame_shape[0]}x{cine.frame_shape[1]} px at {cine.spacing[0]:.3g}x{cine.spacing[1]:.3g} mm")
@@ -59,11 +66,13 @@ def cmd_quantify(args):
 
 def cmd_segment(args):
     from .io_cine import write_labels
+    from .output_paths import prepare_output_file
     from .segment import segment_cine
+    prepare_output_file(args.output, [args.input], create=False)   # before any work
     cine = _read_input(args.input, args.third_axis_is_time)
     cine.validate_for_quantification() if cine.n_frames > 1 else None
     seg = segment_cine(cine, progress=_progress)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    prepare_output_file(args.output, [args.input])
     write_labels(seg.labels, cine, args.output)
     for w in seg.warnings:
         _log(f"warning: {w}")
@@ -156,12 +165,18 @@ def build_parser():
 
 
 def main(argv=None):
+    import warnings
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
     except (CardiacQuanError, ExchangeError) as e:
         print(error_line(e), file=sys.stderr, flush=True)
+        return 2
+    except OSError as e:     # a disk full, a folder that vanished: the user's to fix, not a bug
+        where = f" {e.filename}" if e.filename else ""
+        print(error_line(f"cannot read or write{where}: {e.strerror or e}"), file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:
         print(error_line("interrupted"), file=sys.stderr, flush=True)

@@ -116,9 +116,17 @@ def load_cine_npz(path) -> dict:
 # --------------------------------------------------------------------------------------
 # results / labels
 # --------------------------------------------------------------------------------------
+def checked_labels(labels):
+    """(T, Z, R, C) uint8 labels 0..3, or ExchangeError saying what is wrong."""
+    labels = _as_label_array(labels, "labels")
+    if labels.size and labels.max() > 3:
+        raise ExchangeError(f"label values must be 0..3, found {int(labels.max())}")
+    return labels
+
+
 def save_results_npz(path, labels, sectors=None):
     """Write label maps (T, Z, R, C) and, optionally, sector maps of the same shape."""
-    labels = _as_label_array(labels, "labels")
+    labels = checked_labels(labels)
     arrays = dict(labels=labels)
     if sectors is not None:
         sectors = _as_label_array(sectors, "sectors")
@@ -127,8 +135,6 @@ def save_results_npz(path, labels, sectors=None):
         if sectors.size and int(sectors.max()) > 6:
             raise ExchangeError(f"sector values must be 0..6, found {int(sectors.max())}")
         arrays["sectors"] = sectors
-    if labels.size and int(labels.max()) > 3:
-        raise ExchangeError(f"label values must be 0..3, found {int(labels.max())}")
     _savez(path, arrays, compressed=True)
     return path
 
@@ -191,6 +197,8 @@ def _as_label_array(a, name):
             raise ExchangeError(f"{name} must hold integer label values")
     if a.size and int(a.min()) < 0:
         raise ExchangeError(f"{name} must not hold negative values")
+    if a.size and int(a.max()) > 255:   # uint8 would wrap 259 to 3 (cavity)
+        raise ExchangeError(f"{name} hold the value {int(a.max())}; label values are 0..255")
     return a.astype(np.uint8, copy=False)
 
 

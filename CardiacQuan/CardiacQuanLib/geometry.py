@@ -325,7 +325,8 @@ def slice_indices(labels, spacing, direction=None, step_deg: float = 1.0,
     spacing: (row_mm, col_mm).  direction: the cine's 3x3 direction (columns: LPS direction
     of increasing column, of increasing row, normal) or None (taken as unmirrored).
     step_deg: ray spacing; 60 must be a whole multiple of it.
-    Frames without an LV cavity get valid=False and NaN indices.
+    Frames without an LV cavity get valid=False and NaN indices; frames with a cavity but no
+    myocardium keep the cavity indices and get NaN myocardium area and wall thicknesses.
     """
     lab, sp = _check_inputs(labels, spacing)
     n_sector = 60.0 / float(step_deg)
@@ -372,6 +373,9 @@ def slice_indices(labels, spacing, direction=None, step_deg: float = 1.0,
             w = np.nanmean((r_epi - r_endo).reshape(T, 6, k), axis=2)      # alpha bins of 60 deg
         out["dims"][v] = d[v]
         out["rwt"][v] = w[v][:, [3, 4, 5, 0, 1, 2]]    # bins AL, A, AS, IS, I, IL -> RWT1..6
+        no_myo = v & ~(lab == MYOCARDIUM).any(axis=(1, 2))   # a cavity drawn without its wall:
+        out["myocardium_area"][no_myo] = np.nan            # not measurable, never 0 mm
+        out["rwt"][no_myo] = np.nan
     if v.any():
         areas = np.where(v, out["cavity_area"], np.nan)
         ed, es = int(np.nanargmax(areas)), int(np.nanargmin(areas))

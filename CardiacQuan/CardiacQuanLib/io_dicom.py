@@ -228,20 +228,51 @@ def _equalise_frames(slices, key, notes):
     return [s for s in slices if len(s) == n_mode]
 
 
+def _series_of_single_file(path):
+    """(SeriesInstanceUID, folder) when `path` is one single-frame file of a series, else (None, path).
+
+    A user who picks one file of a cine means the cine: the files of the same series beside it
+    (not in sub-folders) are read; an enhanced multi-frame file already holds the whole cine."""
+    if not os.path.isfile(path):
+        return None, path
+    import pydicom
+    try:
+        with warnings.catch_warnings():   # tag values are checked when read: keep pydicom quiet
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+            uid = str(ds.get("SeriesInstanceUID", "") or "")
+            multi_frame = int(ds.get("NumberOfFrames", 1) or 1) > 1
+    except Exception:
+        return None, path
+    if not uid or multi_frame:
+        return None, path
+    return uid, os.path.dirname(os.path.abspath(path))
+
+
 def read_dicom_cine(path) -> Cine:
     """Read a cine from a DICOM folder (searched recursively) or a single DICOM file."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CardiacQuanError(f"no such file or folder: {path}")
-    files = _list_files(path)
-    recs, file_meta, n_files, notes = [], {}, 0, []
+    series, root = _series_of_single_file(path)
+    files = _list_files(path) if series is None else \
+        [os.path.join(root, n) for n in sorted(os.listdir(root)) if os.path.isfile(os.path.join(root, n))]
+    recs, file_meta, n_files, notes, sops = [], {}, 0, [], {}
     for f in files:
         with warnings.catch_warnings():   # pydicom's complaints about odd UIDs etc. are noise for users
             warnings.simplefilter("ignore")
             ds = _dcmread(f)
             if ds is None or "PixelData" not in ds:
                 continue   # DICOMDIR, reports, non-DICOM files
-            name = os.path.relpath(f, path) if os.path.isdir(path) else os.path.basename(f)
+            if series is not None and str(ds.get("SeriesInstanceUID", "")) != series:
+                continue
+            name = os.path.relpath(f, root) if os.path.isdir(root) else os.path.basename(f)
+            sop = str(ds.get("SOPInstanceUID", "")) or None
+            if sop is not None and sop in sops:   # the same image saved twice (copied file, second export)
+                notes.append(f"{name} is a copy of {sops[sop]} (same SOPInstanceUID): read once")
+                continue
+            if sop is not None:
+                sops[sop] = name
             frames = _frames_of(ds, name)
             if frames:
                 n_files += 1
@@ -254,8 +285,9 @@ def read_dicom_cine(path) -> Cine:
     key = _order_frames(slices, notes)
     slices = _equalise_frames(slices, key, notes)
     T, Z = len(slices[0]), len(slices)
-    if T == 1 and n_files == 1 and os.path.isfile(path):
-        notes.append("a single-frame DICOM file: give the series folder to read the whole cine")
+    if series is not None:
+        notes.append(f"{os.path.basename(path)} is one image of a series: read the {n_files} file(s) of that "
+                     f"series in its folder {root}")
     image = np.stack([np.stack([r["pixels"] for r in s]) for s in slices], axis=1)   # (T, Z, R, C)
     iop = slices[0][0]["iop"]
     if key == "TriggerTime":

@@ -76,6 +76,42 @@ def _nrrd_list_axis(path):
     return kinds.index("list") if "list" in kinds else None
 
 
+def _nifti_nonfinite_count(path) -> int:
+    """NaN/inf values stored in a float NIfTI file (ITK's reader turns them into 0, hiding them)."""
+    import gzip
+    import struct
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        head = f.read(540)
+        for e in "<>":
+            size = struct.unpack(e + "i", head[:4])[0] if len(head) >= 4 else 0
+            if size in (348, 540):
+                break
+        else:
+            return 0
+        if size == 348:
+            dims, dtype = struct.unpack(e + "8h", head[40:56]), struct.unpack(e + "h", head[70:72])[0]
+            offset = int(struct.unpack(e + "f", head[108:112])[0])
+        else:
+            dtype, dims = struct.unpack(e + "h", head[12:14])[0], struct.unpack(e + "8q", head[16:80])
+            offset = struct.unpack(e + "q", head[168:176])[0]
+        kind = {16: "f4", 64: "f8"}.get(dtype)
+        if kind is None or not 1 <= dims[0] <= 7:
+            return 0
+        dt = np.dtype(e + kind)
+        left = int(np.prod(dims[1:1 + dims[0]], dtype=np.int64)) * dt.itemsize
+        f.seek(offset)
+        bad = 0
+        while left > 0:                       # in chunks: a cine can be large
+            chunk = f.read(min(left, 1 << 26))
+            if not chunk:
+                break
+            chunk = chunk[:len(chunk) - len(chunk) % dt.itemsize]
+            bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(chunk, dt))))
+            left -= len(chunk)
+        return bad
+
+
 def read_volume(path, third_axis_is_time: bool = False) -> Cine:
     """Read a NIfTI/NRRD/MetaImage cine (4-D x,y,z,t) or stack (3-D); Slicer sequences too."""
     import SimpleITK as sitk
@@ -96,6 +132,10 @@ def read_volume(path, third_axis_is_time: bool = False) -> Cine:
         raise CardiacQuanError("a single 2-D image is not a cine")
     if dim not in (3, 4):
         raise CardiacQuanError(f"{os.path.basename(path)} has {dim} dimensions; expected 3-D (x,y,z) or 4-D (x,y,z,t)")
+    if path.lower().endswith((".nii", ".nii.gz")) and img.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        bad = _nifti_nonfinite_count(path)
+        if bad:
+            raise CardiacQuanError(f"the image holds {bad} NaN/infinite pixel values")
     arr = sitk.GetArrayFromImage(img)            # (t,) z, y, x
     sp, org = img.GetSpacing(), img.GetOrigin()
     d = np.asarray(img.GetDirection(), float).reshape(dim, dim)[:3, :3]
@@ -108,6 +148,7 @@ def read_volume(path, third_axis_is_time: bool = False) -> Cine:
         return _cine_from_grid(arr, org[:3], sp[:3], d, times, known, path, meta)
     if third_axis_is_time:
         times, known = _time_axis(arr.shape[0], sp[2], 0.0, unit, meta)
+        meta["time_axis_grid"] = (tuple(org), tuple(sp), d.ravel().tolist())   # written back as read
         return _cine_from_grid(arr[:, None], org, (sp[0], sp[1], 1.0), d, times, known, path, meta, thickness=None)
     return _cine_from_grid(arr[None], org, sp, d, None, False, path, meta)
 
@@ -192,7 +233,13 @@ def _write_sitk(arr, cine, path):
     import SimpleITK as sitk
     origin, sp, d = _write_geometry(cine)
     T = arr.shape[0]
-    if T > 1:
+    grid = (cine.metadata or {}).get("time_axis_grid")
+    if grid is not None and arr.shape[1] == 1:         # one slice over time read from a 3-D file
+        img = sitk.GetImageFromArray(arr[:, 0])
+        img.SetOrigin(grid[0])
+        img.SetSpacing(grid[1])
+        img.SetDirection(grid[2])
+    elif T > 1:
         img = sitk.JoinSeries([sitk.GetImageFromArray(a) for a in arr])  # 4-D: the 4x4 direction is set below
         d4 = np.eye(4)
         d4[:3, :3] = d
@@ -204,7 +251,10 @@ def _write_sitk(arr, cine, path):
         img.SetDirection(d.ravel().tolist())
         img.SetOrigin(tuple(origin))
         img.SetSpacing(sp)
-    sitk.WriteImage(img, path, useCompression=path.lower().endswith(".gz"))
+    try:
+        sitk.WriteImage(img, path, useCompression=path.lower().endswith(".gz"))
+    except RuntimeError as e:
+        raise CardiacQuanError(f"cannot write {path}: {str(e).strip().splitlines()[-1][:200]}")
 
 
 def _write_seq_nrrd(arr, cine, path, labelmap):
@@ -222,17 +272,44 @@ def _write_seq_nrrd(arr, cine, path, labelmap):
     nrrd.write(path, data, hdr, index_order="F")
 
 
+SINGLE_FILE_SUFFIXES = (".seq.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
+
+
 def _write(arr, cine, path, labelmap):
+    """Write to exactly `path`.
+
+    Single-file formats go through a temporary file renamed at the end: ITK rewrites some names
+    (`x.nii.nii.gz` would land on `x.nii.gz`, possibly the input), and a crash never leaves a
+    half-written file behind.  Header + data formats (.nhdr, .mhd) are written in place."""
     path = os.fspath(path)
     low = path.lower()
-    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise CardiacQuanError(f"output folder does not exist: {os.path.dirname(os.path.abspath(path))}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CardiacQuanError(f"output folder does not exist: {folder}")
+    if os.path.isdir(path):
+        raise CardiacQuanError(f"cannot write {path}: it is a folder")
     if low.endswith((".nrrd", ".nhdr")) and (arr.shape[0] > 1 or low.endswith(".seq.nrrd")):
-        _write_seq_nrrd(arr, cine, path, labelmap)
+        writer = lambda p: _write_seq_nrrd(arr, cine, p, labelmap)     # noqa: E731
     elif low.endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")):
-        _write_sitk(arr, cine, path)
+        writer = lambda p: _write_sitk(arr, cine, p)                   # noqa: E731
     else:
         raise CardiacQuanError(f"cannot write {os.path.basename(path)}: use .nii, .nii.gz, .nrrd, .seq.nrrd or .mha")
+    suffix = next((x for x in SINGLE_FILE_SUFFIXES if low.endswith(x)), None)
+    if suffix is None:
+        writer(path)
+        return path
+    import tempfile
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".cardiacquan-", suffix=suffix, dir=folder)
+    except OSError as e:
+        raise CardiacQuanError(f"cannot write in {folder}: {e.strerror}")
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
@@ -267,6 +344,22 @@ def read_labels(path, cine: Cine) -> np.ndarray:
         arr = arr.reshape(T, Z, R, C)
     if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) or arr.min() < 0 or arr.max() > 255:
         raise CardiacQuanError(f"{os.path.basename(path)} is not a label map (values must be integers 0-255)")
-    if not np.allclose(lab.spacing, cine.spacing, rtol=0.01):
-        _warnings.warn(f"label pixel spacing {lab.spacing} differs from the cine's {cine.spacing}")
+    for note in _grid_differences(lab, cine):
+        cine.metadata.setdefault("warnings", []).append(f"{os.path.basename(path)}: {note}; "
+                                                          "labels were matched to the cine pixel by pixel")
     return arr.astype(np.uint8)
+
+
+def _grid_differences(lab: Cine, cine: Cine) -> list:
+    """How a label file's grid differs from the cine's (spacing, position, orientation)."""
+    out = []
+    if not np.allclose(lab.spacing, cine.spacing, rtol=0.01):
+        out.append(f"pixel spacing {tuple(round(float(v), 4) for v in lab.spacing)} mm differs from the cine's "
+                   f"{tuple(round(float(v), 4) for v in cine.spacing)} mm")
+    if lab.direction is not None and cine.direction is not None and \
+            np.abs(np.asarray(lab.direction)[:, :2] - np.asarray(cine.direction)[:, :2]).max() > 1e-3:
+        out.append("orientation differs from the cine's")
+    if lab.origins is not None and cine.origins is not None and len(lab.origins) and len(cine.origins) and \
+            np.linalg.norm(np.asarray(lab.origins)[0] - np.asarray(cine.origins)[0]) > 0.5 * min(cine.spacing):
+        out.append("position (origin) differs from the cine's")
+    return out

@@ -70,26 +70,53 @@ def _sectors_for_slice(lab_tz, idx: SliceIndices, spacing, direction):
     return out
 
 
-def _volumes(cine, per_slice, slices):
+def _stack_sum(areas):
+    """Per-frame sum over slices ordered along the stack (Z, T); NaN where a frame has a gap.
+
+    A slice at either end of the stack may lose its area in some frames (the base moves out of
+    plane, the apical cavity closes at end-systole): that adds 0.  A missing area between
+    slices that have one is a segmentation gap (an erased mask, a frame where the LV was not
+    found): the frame's volume is then unknown rather than too small."""
+    a = np.asarray(areas, float)
+    out = np.full(a.shape[1], np.nan)
+    for t in range(a.shape[1]):
+        have = np.flatnonzero(np.isfinite(a[:, t]) & (a[:, t] > 0))
+        if have.size and np.all(np.isfinite(a[have[0]:have[-1] + 1, t]) & (a[have[0]:have[-1] + 1, t] > 0)):
+            out[t] = a[have, t].sum()
+    return out
+
+
+def _volumes(cine, per_slice, slices, warnings):
     """Simpson's-rule LV volumes when the whole stack was quantified (no base/apex correction)."""
     if len(slices) < 3 or len(slices) != cine.n_slices:
         return {}
-    pos = np.sort(cine.slice_positions_mm)
-    gap = float(np.median(np.diff(pos))) if len(pos) > 1 else float("nan")
+    pos = np.asarray(cine.slice_positions_mm, float)
+    gap = float(np.median(np.diff(np.sort(pos)))) if len(pos) > 1 else float("nan")
     if not np.isfinite(gap) or gap <= 0:
         return {}
-    cav = np.nansum([np.nan_to_num(per_slice[z].cavity_area) for z in slices], axis=0) * gap / 1000.0
-    myo = np.nansum([np.nan_to_num(per_slice[z].myocardium_area) for z in slices], axis=0) * gap / 1000.0
-    if not np.any(cav > 0):
+    order = [slices[i] for i in np.argsort(pos[slices])]
+    cav = _stack_sum([per_slice[z].cavity_area for z in order]) * gap / 1000.0
+    myo = _stack_sum([per_slice[z].myocardium_area for z in order]) * gap / 1000.0
+    known = np.isfinite(cav)
+    if not known.any():
+        warnings.append("no frame has an LV cavity on consecutive slices: volumes, EF and mass not computed")
         return {}
-    ed, es = int(np.argmax(cav)), int(np.argmin(cav))
+    if not known.all():
+        warnings.append(f"LV volume not computed for frame(s) {', '.join(map(str, np.flatnonzero(~known)))}: "
+                        "a slice inside the stack has no LV cavity there; ED/ES and EF use the other frames")
+    ed, es = int(np.nanargmax(cav)), int(np.nanargmin(cav))
     edv, esv = float(cav[ed]), float(cav[es])
-    return {"slice_gap_mm": gap, "cavity_volume_ml": cav.round(2).tolist(),
-            "myocardium_volume_ml": myo.round(2).tolist(), "ed_frame": ed, "es_frame": es,
+    mass = float(myo[ed]) * MYOCARDIUM_DENSITY_G_PER_ML if np.isfinite(myo[ed]) else None
+
+    def listed(x):
+        return [round(float(v), 2) if np.isfinite(v) else None for v in x]
+    return {"slice_gap_mm": gap, "cavity_volume_ml": listed(cav),
+            "myocardium_volume_ml": listed(myo), "ed_frame": ed, "es_frame": es,
             "edv_ml": round(edv, 1), "esv_ml": round(esv, 1), "sv_ml": round(edv - esv, 1),
             "ef_percent": round(100.0 * (edv - esv) / edv, 1) if edv > 0 else None,
-            "lv_mass_ed_g": round(float(myo[ed]) * MYOCARDIUM_DENSITY_G_PER_ML, 1),
-            "note": "Simpson's rule over the short-axis stack (slice gap x areas), no base/apex correction"}
+            "lv_mass_ed_g": round(mass, 1) if mass is not None else None,
+            "note": "Simpson's rule over the short-axis stack (slice gap x areas), no base/apex correction; "
+                    "null where a slice inside the stack has no LV cavity (or myocardium) in that frame"}
 
 
 def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable] = None,
@@ -132,18 +159,28 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
             warnings.append(f"slice {z}: no LV cavity in any frame (outside the ventricle?)")
         elif not idx.valid.all():
             warnings.append(f"slice {z}: no LV cavity in {int((~idx.valid).sum())} of {T} frames")
+        no_myo = np.flatnonzero(idx.valid & ~np.isfinite(idx.myocardium_area))
+        if no_myo.size:
+            warnings.append(f"slice {z}: no myocardium in frame(s) {', '.join(map(str, no_myo))}: "
+                            "myocardium area and wall thicknesses left empty")
         src = ["geometry"] * 11
         if use_quan_net and idx.valid.all():
+            geo = idx
             idx, src, info = _apply_quan_net(idx, labels[:, z], cine)
+            idx = _keep_unmeasurable_empty(idx, geo)
             quan_info.update(info)
         per_slice[z], sources[z] = idx, src
         sectors[:, z] = _sectors_for_slice(labels[:, z], idx, cine.spacing, cine.direction)
         if any(s == "image-axes" for s in idx.orientation_source):
             warnings.append(f"slice {z}: no right ventricle in some frames, sectors oriented by the image axes")
+    if not any(per_slice[z].valid.any() for z in sel):
+        where = "the given labels hold" if segmented_by == "given labels" else "the segmentation found"
+        raise CardiacQuanError(f"{where} no LV cavity in any frame of the quantified slice(s) "
+                               f"{', '.join(map(str, sel))}: nothing to quantify (is this a short-axis cine of the heart?)")
     mid = mid_ventricular_slice(Z, labels) if len(sel) > 1 else sel[0]
     if mid not in per_slice:
         mid = sel[len(sel) // 2]
-    volumes = _volumes(cine, per_slice, sel)
+    volumes = _volumes(cine, per_slice, sel, warnings)
     if volumes:
         ed, es = volumes["ed_frame"], volumes["es_frame"]
     else:
@@ -152,6 +189,17 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
                        sources=sources, mid_slice=mid, ed_frame=int(ed), es_frame=int(es),
                        segmented_by=segmented_by, lv_found=lv_found, warnings=warnings,
                        quan_info=quan_info, volumes=volumes)
+
+
+def _keep_unmeasurable_empty(final, geo):
+    """Where the masks cannot give an index (no myocardium drawn), no network guess fills it in."""
+    import dataclasses
+    m = ~np.isfinite(geo.myocardium_area)
+    if not m.any():
+        return final
+    area, rwt = final.myocardium_area.copy(), final.rwt.copy()
+    area[m], rwt[m] = np.nan, np.nan
+    return dataclasses.replace(final, myocardium_area=area, rwt=rwt)
 
 
 def _apply_quan_net(idx, labels_tz, cine):

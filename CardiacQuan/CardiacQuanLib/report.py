@@ -74,13 +74,18 @@ def model_info():
     return out
 
 
+def _frame_or_none(f):
+    """Frame numbers as JSON: null, not -1, where a slice has no LV in any frame."""
+    return int(f) if f is not None and int(f) >= 0 else None
+
+
 def summary_dict(result, input_path=None):
     cine = result.cine
     slices = []
     for z in result.slices:
         idx = result.per_slice[z]
         slices.append({"slice": z, "slice_position_mm": float(cine.slice_positions_mm[z]),
-                       "ed_frame": int(idx.ed), "es_frame": int(idx.es),
+                       "ed_frame": _frame_or_none(idx.ed), "es_frame": _frame_or_none(idx.es),
                        "valid_frames": int(idx.valid.sum()),
                        "mirrored": bool(np.any(idx.mirrored)),
                        "orientation_source": sorted(set(s for s in idx.orientation_source if s)),
@@ -95,7 +100,7 @@ def summary_dict(result, input_path=None):
         "n_frames": cine.n_frames, "n_slices": cine.n_slices,
         "frame_shape": list(cine.frame_shape), "pixel_spacing_mm": list(cine.spacing),
         "times_ms": [round(float(t), 1) for t in cine.times_ms], "times_known": bool(cine.times_known),
-        "ed_frame": result.ed_frame, "es_frame": result.es_frame,
+        "ed_frame": _frame_or_none(result.ed_frame), "es_frame": _frame_or_none(result.es_frame),
         "ed_es_from": "LV cavity volume of the stack" if result.volumes else f"cavity area of slice {result.mid_slice}",
         "mid_slice": result.mid_slice, "mid_slice_ed_indices": mid_ed, "mid_slice_es_indices": mid_es,
         "slices": slices, "volumes": result.volumes,
@@ -177,8 +182,9 @@ def write_figures(result, outdir):
 def write_outputs(result, outdir, input_path=None, figures=True):
     from .exchange import save_results_npz
     from .io_volume import write_labels
+    from .output_paths import FIGURE_FILES, prepare_output_dir
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(outdir, [input_path] if input_path else [])
     write_indices_csv(result, outdir / "indices.csv")
     (outdir / "summary.json").write_text(json.dumps(summary_dict(result, input_path), indent=2))
     write_labels(result.labels, result.cine, str(outdir / "segmentation.nii.gz"))
@@ -186,4 +192,7 @@ def write_outputs(result, outdir, input_path=None, figures=True):
     save_results_npz(outdir / "results.npz", result.labels, result.sectors)
     if figures:
         write_figures(result, outdir)
+    else:   # figures of an earlier run into this folder would sit beside results they do not show
+        for name in FIGURE_FILES:
+            (outdir / name).unlink(missing_ok=True)
     return outdir
