@@ -208,11 +208,12 @@ COLUMN_INFO = {
     "rwt5_mm": ("mm", "RWT5: wall thickness, anterior sector (AHA 7)"),
     "rwt6_mm": ("mm", "RWT6: wall thickness, anteroseptal sector (AHA 8)"),
     "phase": ("", "Cardiac phase: 1 systole, 0 diastole"),
-    "septum_angle_deg": ("deg", "Direction of the septum (LV to RV centroid) in the image, counter-clockwise"),
-    "orientation_source": ("", "How the sectors were oriented: rv = from the RV position, image = image axes (no RV found)"),
+    "septum_angle_deg": ("\u00b0", "Direction of the septum (LV to RV centroid) in the image, counter-clockwise"),
+    "orientation_source": ("", "How the sectors were oriented: rv = from the RV position, image-axes = RV assumed on the image's left (no RV found)"),
     "mirrored": ("", "1 when the image is a mirrored short-axis view (sectors then run clockwise)"),
     "source": ("", "What produced the final values (network, geometry of the masks, ...)"),
-    "valid": ("", "1 when every index of the row could be measured"),
+    "valid": ("", "0 when the frame has no LV cavity (its indices are empty); "
+                  "myocardium and wall thickness are also empty where the frame has no myocardium"),
 }
 _INT_COLUMNS = {"slice", "frame", "phase", "valid", "mirrored"}
 _STRING_COLUMNS = {"source", "orientation_source"}
@@ -423,12 +424,15 @@ if IN_SLICER_APP:
             self.ui.quantifyButton.toolTip = ("Stop the running quantification" if running else
                                               "Segment every frame and measure the LV indices" if inputNode else
                                               "Select an input cine first")
-            hasOutputs = bool(inputNode) and self.logic.findOutputs(inputNode).get("segmentationSequence") is not None
+            outputs = self.logic.findOutputs(inputNode) if inputNode else None
+            hasOutputs = outputs is not None and outputs.get("segmentationSequence") is not None
             self.ui.requantifyButton.enabled = (not running) and hasOutputs
             self.ui.inputSelector.enabled = not running
             self.ui.slicesComboBox.enabled = not running
-            table = p.lastIndicesTable if p else None
-            self.ui.summaryLabel.text = self.logic.resultsSummary(table) if table else "No results yet."
+            # the results of the selected cine, not of whichever cine ran last
+            table = outputs.get("indicesTable") if outputs is not None else None
+            self.ui.summaryLabel.text = (f"{inputNode.GetName()}: " + self.logic.resultsSummary(table) if table else
+                                         "No results yet for this cine." if inputNode else "No results yet.")
             self.ui.showResultsButton.enabled = table is not None
 
         # -- actions -----------------------------------------------------------------
@@ -508,9 +512,9 @@ if IN_SLICER_APP:
             self._updateButtons()
 
         def onShowResultsButton(self):
-            table = self._parameterNode.lastIndicesTable
-            if table:
-                self.logic.showResults(self.logic.findOutputs(table))
+            inputNode = self._parameterNode.inputCine
+            if inputNode:
+                self.logic.showResults(self.logic.findOutputs(inputNode))
 
         def onInstallRequirementsButton(self):
             self._ensureRequirements(network=True, askFirst=False, reportSatisfied=True)
@@ -756,6 +760,7 @@ class CardiacQuanOutputs:
         self.summary = {}
         self.warnings = []
         self.outputDirectory = None       # kept only with keepTemporaryFiles
+        self.leftovers = []               # segmentations of an earlier run whose sequence was deleted
 
     def nodes(self):
         return [n for n in (self.segmentationSequence, self.segmentation, self.sectorsSequence, self.sectors,
@@ -1120,6 +1125,10 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
             labels = np.asarray(labels)
             if labels.shape != cine.image.shape:
                 raise CardiacQuanRunError(f"labels have shape {labels.shape}, the cine {cine.image.shape}")
+            try:
+                labels = exchange.checked_labels(labels)
+            except exchange.ExchangeError as e:
+                raise CardiacQuanRunError(str(e)) from None
         return self._start(cine, slices=slices, labels=labels, **kwargs)
 
     def _start(self, cine, slices="all", labels=None, keepTemporaryFiles=False, showResults=True,
@@ -1191,8 +1200,10 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
             return "all"
         if slices == "mid" or slices == SLICE_CHOICES[2]:
             return "mid"
-        try:
-            k = int(slices)
+        try:   # 1.7 or True are not slice numbers; "3" and numpy integers are
+            if isinstance(slices, (bool, np.bool_)) or float(slices) != int(float(slices)):
+                raise ValueError
+            k = int(float(slices))
         except (TypeError, ValueError):
             raise CardiacQuanRunError(f"slices must be 'all', 'mid' or a slice index, got {slices!r}") from None
         Z = cine.image.shape[1]
@@ -1271,6 +1282,8 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
                 out.series.append(node)
             elif role == "browser":
                 out.browser = node
+            elif role in ("segmentation", "sectors"):
+                out.leftovers.append(node)
         seqLogic = self.moduleLogic("Sequences")
         for seq, attr in ((out.segmentationSequence, "segmentation"), (out.sectorsSequence, "sectors")):
             if seq is not None and seqLogic is not None:
@@ -1278,6 +1291,8 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
                 if browser is not None:
                     setattr(out, attr, browser.GetProxyNode(seq))
                     out.browser = out.browser or browser
+        # proxies whose sequence the user deleted: no longer shown per frame, removed on the next run
+        out.leftovers = [n for n in out.leftovers if n is not out.segmentation and n is not out.sectors]
         shNode = scene.GetSubjectHierarchyNode()
         if shNode is not None:
             items = vtk.vtkIdList()
@@ -1369,7 +1384,7 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
                     raise CardiacQuanRunError("the Sequences module did not create the proxy segmentation")
                 tx.created(proxy)
                 tx.intendedNames.append((proxy, dict(tx.intendedNames).get(seq, seq.GetName())))
-                proxy.SetAttribute(ROLE_ATTRIBUTE, attr)
+                _markOutput(proxy, attr, cine.ownerNode)   # traceable even if its sequence is deleted
                 if cine.referenceVolume is not None and cine.referenceVolume.GetTransformNodeID():
                     proxy.SetAndObserveTransformNodeID(cine.referenceVolume.GetTransformNodeID())
                 _styleSegmentationDisplay(proxy, fill, outline=(attr == "segmentation"))
@@ -1585,7 +1600,8 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
                     _removeNode(scene, p)
             if proxy is not None and id(proxy) not in keep:
                 _removeNode(scene, proxy)
-        for node in [old.chart, *old.series, old.curvesTable, old.indicesTable, old.segmentationSequence, old.sectorsSequence]:
+        for node in [old.chart, *old.series, old.curvesTable, old.indicesTable, old.segmentationSequence,
+                     old.sectorsSequence, *old.leftovers]:
             if node is not None and id(node) not in keep:
                 _removeNode(scene, node)
         shNode = scene.GetSubjectHierarchyNode()
@@ -1652,7 +1668,7 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
                 continue
             dims = [_float(row.get(f"dim{i}_mm")) for i in (1, 2, 3)]
             rwt = [_float(row.get(f"rwt{i}_mm")) for i in range(1, 7)]
-            lines.append(f"Slice {plotSlice} at {label}: cavity {_float(row.get('cavity_area_mm2')):.0f} mm\u00b2, "
+            lines.append(f"Slice {plotSlice} at {label} (frame {f}): cavity {_float(row.get('cavity_area_mm2')):.0f} mm\u00b2, "
                          f"myocardium {_float(row.get('myocardium_area_mm2')):.0f} mm\u00b2, "
                          f"D1-D3 {' / '.join(f'{d:.1f}' for d in dims)} mm, "
                          f"RWT1-6 {' / '.join(f'{w:.1f}' for w in rwt)} mm")
@@ -1849,9 +1865,19 @@ def _segmentationToLabels(segNode, reference, shapeZRC):
         e = resampled.GetExtent()
         arr = vtk_np.vtk_to_numpy(resampled.GetPointData().GetScalars()).reshape(
             e[5] - e[4] + 1, e[3] - e[2] + 1, e[1] - e[0] + 1)
-        full = np.zeros(shapeZRC, dtype=bool)
-        full[e[4]:e[5] + 1, e[2]:e[3] + 1, e[0]:e[1] + 1] = arr > 0
-        out[full] = value
+        # a segment drawn beyond the cine's field of view (or one from another grid) keeps only
+        # what lies on the cine: clip its extent, never shift it
+        src, dst = [], []
+        for lo, hi, n in ((e[4], e[5], shapeZRC[0]), (e[2], e[3], shapeZRC[1]), (e[0], e[1], shapeZRC[2])):
+            a, b = max(lo, 0), min(hi, n - 1)
+            if a > b:
+                break
+            src.append(slice(a - lo, b - lo + 1))
+            dst.append(slice(a, b + 1))
+        else:
+            full = np.zeros(shapeZRC, dtype=bool)
+            full[tuple(dst)] = arr[tuple(src)] > 0
+            out[full] = value
     return out
 
 

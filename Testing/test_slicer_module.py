@@ -447,6 +447,17 @@ def test_rerun_replaces_only_its_own_outputs(logic, cine, slicer_scene, run):
     assert after["__sh__"] == before["__sh__"]
 
 
+def test_rerun_after_the_user_deleted_the_segmentation_sequence_leaves_no_stale_copy(logic, cine, slicer_scene,
+                                                                                       run, module):
+    scene = slicer_scene.scene
+    module._removeNode(scene, run["out"].segmentationSequence)   # Data module > Delete on the sequence
+    logic.quantify(cine["proxy"], labels=cine["labels"])
+    segs = [n for n in module._allNodes(scene) if n.IsA("vtkMRMLSegmentationNode")]
+    assert sorted(n.GetName() for n in segs) == sorted([f"{cine['proxy'].GetName()} LV segmentation",
+                                                        f"{cine['proxy'].GetName()} RWT sectors"])
+    assert all(cine["browser"].GetSequenceNode(n) is not None for n in segs), "every segmentation follows the cine"
+
+
 def test_requantify_from_an_edited_segmentation(logic, cine, run, slicer_scene):
     import vtk.util.numpy_support as vtk_np
 
@@ -686,6 +697,16 @@ def test_invalid_requests_fail_before_touching_the_scene(logic, cine, slicer_sce
         logic.quantify(single)
     with pytest.raises(Err, match="no input"):
         logic.quantify(None)
+    with pytest.raises(Err, match="slice index"):
+        logic.quantify(cine["proxy"], slices=1.7, labels=cine["labels"])
+    with pytest.raises(Err, match="slice index"):
+        logic.quantify(cine["proxy"], slices=True, labels=cine["labels"])
+    wrapped = cine["labels"].astype(np.int64)
+    wrapped[wrapped == 3] = 259                       # uint8 would read 259 as 3 (cavity)
+    with pytest.raises(Err, match="259"):
+        logic.quantify(cine["proxy"], labels=wrapped)
+    with pytest.raises(Err, match="0..3"):
+        logic.quantify(cine["proxy"], labels=np.full(cine["labels"].shape, 7))
     logic.engineModule = "CardiacQuanLib_not_there"
     with pytest.raises(Err):
         logic.quantify(cine["proxy"], labels=cine["labels"])
@@ -955,7 +976,7 @@ def test_widget_quantify_cancel_and_failure_flow(gui, slicer_scene, monkeypatch,
     p = w._parameterNode
     assert p.inputCine is cine["proxy"]  # the cine in the scene is picked up
     assert ui.quantifyButton.text == "Quantify LV" and ui.quantifyButton.enabled
-    assert not ui.requantifyButton.enabled and ui.summaryLabel.text == "No results yet."
+    assert not ui.requantifyButton.enabled and ui.summaryLabel.text == "No results yet for this cine."
     assert not ui.progressBar.visible
 
     ui.quantifyButton.click()
@@ -965,6 +986,7 @@ def test_widget_quantify_cancel_and_failure_flow(gui, slicer_scene, monkeypatch,
     assert ui.statusLabel.text.startswith("Done"), ui.statusLabel.text
     assert ui.quantifyButton.text == "Quantify LV" and not ui.progressBar.visible and not w._timer.active
     assert "ED frame" in ui.summaryLabel.text and ui.requantifyButton.enabled
+    assert ui.summaryLabel.text.startswith(cine["proxy"].GetName() + ": ")   # whose results these are
     assert p.lastIndicesTable is not None and p.lastIndicesTable.GetScene() is slicer_scene.scene
     assert gui.dialogs["shown"], "the browser is shown in the Sequences toolbar"
 
