@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from CardiacQuanLib import LV_CAVITY, MYOCARDIUM
+from CardiacQuanLib import LV_CAVITY, MYOCARDIUM, RV
 from CardiacQuanLib.cine import Cine
 from CardiacQuanLib.evaluate_seg import dice
 from CardiacQuanLib.phantom import make_phantom
@@ -64,6 +64,11 @@ def test_clean_labels_keeps_one_cavity_fills_holes_drops_islands():
     assert out[30, 30] == LV_CAVITY
     assert out[3, 61] == 0 and out[59, 3] == 0
     assert (out == MYOCARDIUM).sum() > 0
+    wall_less = np.zeros((64, 64), np.uint8)   # a cavity-like blob with no myocardium: not an LV
+    wall_less[r < 6] = LV_CAVITY
+    wall_less[40:50, 5:15] = RV
+    out = clean_labels(wall_less)
+    assert not (out == LV_CAVITY).any() and (out == RV).sum() == 100
 
 
 def _sha(path):

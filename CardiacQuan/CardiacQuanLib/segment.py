@@ -141,6 +141,8 @@ def clean_labels(lab: np.ndarray) -> np.ndarray:
         cc, n = ndimage.label(myo | cav)
         keep = cc == cc[tuple(np.argwhere(cav)[0])]
         myo = myo & keep
+    if not myo.any():      # a cavity with no wall around it is not an LV (a vessel, the atrium)
+        cav = np.zeros_like(cav)
     heart = ndimage.binary_fill_holes(cav | myo)
     cav = cav | (heart & ~cav & ~myo)           # enclosed gaps belong to the cavity
     rv = (lab == RV) & ~heart
