@@ -103,7 +103,7 @@ def _coarse_centre(model, frames, spacing):
     return rc, float(scores.max()) * WORK_SPACING_MM ** 2
 
 
-def _robust_centres(cands, areas, shape, spacing, warnings):
+def _robust_centres(cands, areas, shape, spacing, warnings, report=None):
     """One centre per slice; slices that disagree with the stack (or found nothing) take the
     median, since the LV axis is nearly perpendicular to short-axis slices."""
     Z = len(cands)
@@ -118,7 +118,7 @@ def _robust_centres(cands, areas, shape, spacing, warnings):
     out = np.zeros((Z, 2))
     for z, c in enumerate(cands):
         if c is None or np.hypot(*((np.asarray(c) - ref) * spacing)) > 40.0:
-            if c is not None:
+            if c is not None and (report is None or z in report):
                 warnings.append(f"slice {z}: LV candidate far from the others, using the stack's centre")
             out[z] = ref
         else:
@@ -163,20 +163,22 @@ def segment_cine(cine, model=None, progress=None, tta=True, slices=None) -> Segm
     slices = list(range(Z)) if slices is None else list(slices)
     spacing = cine.spacing
     warnings = []
+    coarse_frames = sorted({0, T // 3, (2 * T) // 3})
     norm = np.empty((T, Z, R, C), np.float32)
-    for z in slices:
-        for t in range(T):
+    for z in range(Z):
+        for t in (range(T) if z in slices else coarse_frames):
             norm[t, z] = normalize_intensity(cine.image[t, z])
     total = len(slices) * T
     if progress:
         progress(0, total, "locating the heart")
-    coarse_frames = sorted({0, T // 3, (2 * T) // 3})
+    # the heart is located on every slice even when only some are segmented: a single apical
+    # or basal slice is placed by the whole stack, exactly as when all slices are asked for
     cands, areas = [], []
-    for z in slices:
+    for z in range(Z):
         c, a = _coarse_centre(model, [norm[t, z] for t in coarse_frames], spacing)
         cands.append(c)
         areas.append(a)
-    centres = _robust_centres(cands, areas, (R, C), np.asarray(spacing), warnings)
+    centres = _robust_centres(cands, areas, (R, C), np.asarray(spacing), warnings, report=set(slices))
     labels = np.zeros((T, Z, R, C), np.uint8)
     lv_found = np.zeros((T, Z), bool)
     all_centres = np.full((Z, 2), np.nan)
@@ -184,9 +186,9 @@ def segment_cine(cine, model=None, progress=None, tta=True, slices=None) -> Segm
         warnings.append("no left ventricle found in any slice")
         return SegmentationResult(labels, lv_found, all_centres, warnings)
     done = 0
-    for zi, z in enumerate(slices):
-        all_centres[z] = centres[zi]
-        M, o = patch_affine(centres[zi], spacing, (PATCH, PATCH), WORK_SPACING_MM)
+    for z in slices:
+        all_centres[z] = centres[z]
+        M, o = patch_affine(centres[z], spacing, (PATCH, PATCH), WORK_SPACING_MM)
         patches = np.stack([sample_patch(norm[t, z], M, o, (PATCH, PATCH)) for t in range(T)])
         probs = _predict_tta(model, patches, tta)
         for t in range(T):
