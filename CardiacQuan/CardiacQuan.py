@@ -533,7 +533,7 @@ if IN_SLICER_APP:
             text = ("CardiacQuan needs these Python packages in Slicer's Python:\n  " +
                     "\n  ".join(m["text"] for m in missing) +
                     "\n\nInstall them now? (A few minutes and about 1 GB for TensorFlow. "
-                    "Offline sites: see the extension's README.)")
+                    "Offline sites: see docs/slicer-module.md in the extension's repository.)")
             if askFirst and not slicer.util.confirmOkCancelDisplay(text, "CardiacQuan: install Python packages"):
                 self.ui.statusLabel.text = "Python packages missing: " + ", ".join(m["name"] for m in missing)
                 return False

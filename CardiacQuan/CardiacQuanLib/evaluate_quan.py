@@ -13,7 +13,7 @@ final (fused) values, on any labelled set it can read:
 - `--set npz --data FILE --split S`: any split of a `quan_data` file;
 - `--set lvquan --lvquan cardiac-dig.mat`: the frames of an LVQuan18 file (expert masks).
 
-Metrics as the challenge scores them (docs/lvquan-indices.md): MAE over all frames of all
+Metrics as the challenge scores them (docs/indices.md): MAE over all frames of all
 subjects; groups are the mean of their indices' MAE (areas A1, A2 in mm^2; dims D1-D3 and
 RWT1-6 in mm); r is Pearson's over all frames (the group r is the mean of its indices' r);
 phase error = fraction of frames with the wrong label.  Frames whose truth is missing (NaN)

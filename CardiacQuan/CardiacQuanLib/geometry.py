@@ -1,6 +1,6 @@
 """The 11 LVQuan indices (areas, cavity dimensions, regional wall thickness) from label masks.
 
-Implements /work/shared/docs/lvquan-indices.md exactly; the points that are easy to get wrong:
+Implements the index definitions of docs/indices.md exactly; the points that are easy to get wrong:
 
 - Millimetres everywhere, with anisotropic spacing: display x = (col - col_c) * col_mm,
   display y = -(row - row_c) * row_mm (rows grow downward), so every angle is a true angle.

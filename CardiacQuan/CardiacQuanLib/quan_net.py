@@ -17,7 +17,7 @@ positions survive as soft values) onto an 80x80 grid that is
 - isotropic, with a pixel size `scale_mm` chosen so that the largest epicardial equivalent
   radius over the cycle measures `FILL_RADIUS_PX` pixels (the LV fills the crop the same way
   whatever the patient or scanner),
-- in the standard short-axis orientation of docs/lvquan-indices.md: rotated so that the
+- in the standard short-axis orientation of docs/indices.md: rotated so that the
   LV->RV direction points to 180 degrees and un-mirrored, so the six sectors always sit at the
   same place of the crop.
 Cines with another number of frames are resampled in time (cyclic, linear) to the network's

@@ -67,7 +67,7 @@ def model_info():
     for name in (MODEL_FILE, "quan_net.keras"):
         p = d / name
         if p.exists():
-            out[name] = {"sha256": _sha256(p)[:16], "bytes": p.stat().st_size}
+            out[name] = {"sha256": _sha256(p), "bytes": p.stat().st_size}
             card = p.with_suffix(".md")
             if card.exists():
                 out[name]["model_card"] = str(card)
