@@ -150,10 +150,12 @@ def test_pipeline_uses_bundled_weights_and_says_where_final_values_come_from(tmp
     from CardiacQuanLib.phantom import make_phantom
     from CardiacQuanLib.pipeline import quantify
     from CardiacQuanLib.quan_net import INDEX_NAMES, QuanNet, build_quan_net, save_quan_net
+    from CardiacQuanLib.segment import load_seg_model
     ph = make_phantom(seed=3, n_frames=20, n_slices=1, size=(128, 128), spacing=1.5, noise=0, bias=0)
+    seg = load_seg_model()                                         # the bundled one, before the folder moves
     monkeypatch.setenv("CARDIACQUAN_MODEL_DIR", str(tmp_path))
     quan_fusion._BUNDLED.clear()
-    res = quantify(ph.cine, labels=ph.labels)                      # no weights: geometry, said so
+    res = quantify(ph.cine, seg_model=seg)                         # no weights: geometry, said so
     assert res.sources[0] == ["geometry"] * 11 and "not bundled" in res.quan_info["quan_net"]
     weights = {k: 0.0 for k in INDEX_NAMES}
     weights.update(A1=1.0, D2=0.5)
@@ -166,7 +168,10 @@ def test_pipeline_uses_bundled_weights_and_says_where_final_values_come_from(tmp
                      "group_mae": {"areas": 90.0, "dims": 1.2, "rwt": 0.9}, "phase_error": 0.05, "n_frames": 20}}}}})
     save_quan_net(qn, tmp_path / "quan_net.keras")
     quan_fusion._BUNDLED.clear()
-    res2 = quantify(ph.cine, labels=ph.labels)
+    given = quantify(ph.cine, labels=res.labels)         # the user's masks: their geometry, said so
+    assert given.sources[0] == ["geometry"] * 11 and "given masks" in given.quan_info["final_values"]
+    np.testing.assert_array_equal(given.per_slice[0].as_array(), res.per_slice[0].as_array())
+    res2 = quantify(ph.cine, seg_model=seg)              # the network's masks: the stored fusion
     src = dict(zip(INDEX_NAMES, res2.sources[0]))
     assert src["A1"] == "network" and src["A2"] == "geometry" and src["D2"].startswith("fusion 0.5")
     geo, fin = res.per_slice[0].as_array(), res2.per_slice[0].as_array()

@@ -147,14 +147,20 @@ def evaluate_arrays(qn, d, mask=None, choice=None):
     return compare_sources(net, prob, d["geo_mm"][idx], d["geo_phase"][idx], d["y_mm"][idx], d["phase"][idx], choice)
 
 
+#: input groups whose masks are the truth masks themselves (quan_data): the product's final values
+#: for masks a user gives are their geometry, so that is what "final" scores there
+GIVEN_MASK_GROUPS = ("acdc", "phantom")
+
+
 def evaluate_groups(qn, d, split, choice=None, log=print, title_prefix=""):
     """One table per input group of a split; returns {group: tables}."""
+    from .quan_fusion import GIVEN_MASKS_CHOICE
     out = {}
     for g in sorted(np.unique(d["group"][d["split"] == split])):
         m = (d["split"] == split) & (d["group"] == g)
         if not m.any():
             continue
-        t = evaluate_arrays(qn, d, m, choice)
+        t = evaluate_arrays(qn, d, m, GIVEN_MASKS_CHOICE if g in GIVEN_MASK_GROUPS else choice)
         out[g] = t
         n_sl = len(set(zip(d["patient"][m], d["slice_id"][m])))
         log(format_table(t, f"{title_prefix}{split} / {g}: {int(m.sum())} cines ({n_sl} slices)"))
@@ -303,6 +309,7 @@ def add_evaluate_parser(subparsers):
 def _cli(args):
     from . import CardiacQuanError
     from .quan_data import load_predict_fn, load_quan_npz
+    from .quan_fusion import GIVEN_MASKS_CHOICE
     from .quan_net import _jsonable, load_quan_net
     qn = load_quan_net(args.model)
     choice = qn.meta.get("fusion")
@@ -324,7 +331,7 @@ def _cli(args):
         if not args.lvquan:
             raise CardiacQuanError("--set lvquan needs --lvquan cardiac-dig.mat")
         d = lvquan_set(args.lvquan)
-        t = evaluate_arrays(qn, d, None, choice)
+        t = evaluate_arrays(qn, d, None, GIVEN_MASKS_CHOICE)       # expert masks: final = their geometry
         print(format_table(t, f"LVQuan {args.lvquan}: {len(d['x'])} subjects (expert masks)"))
         results = {"lvquan": t}
     else:

@@ -164,7 +164,10 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
             warnings.append(f"slice {z}: no myocardium in frame(s) {', '.join(map(str, no_myo))}: "
                             "myocardium area and wall thicknesses left empty")
         src = ["geometry"] * 11
-        if use_quan_net and idx.valid.all():
+        # the network/geometry fusion was chosen for the segmentation network's masks; on masks
+        # the user gives (expert or corrected) the indices are their geometry by definition,
+        # and validation shows any fusion only adds error there
+        if use_quan_net and segmented_by == "network" and idx.valid.all():
             geo = idx
             idx, src, info = _apply_quan_net(idx, labels[:, z], cine)
             idx = _keep_unmeasurable_empty(idx, geo)
@@ -173,6 +176,9 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
         sectors[:, z] = _sectors_for_slice(labels[:, z], idx, cine.spacing, cine.direction)
         if any(s == "image-axes" for s in idx.orientation_source):
             warnings.append(f"slice {z}: no right ventricle in some frames, sectors oriented by the image axes")
+    if segmented_by == "given labels":
+        quan_info = {"final_values": "geometry of the given masks (the indices are defined on the masks; the "
+                                     "network/geometry fusion applies to the segmentation network's masks only)"}
     if not any(per_slice[z].valid.any() for z in sel):
         where = "the given labels hold" if segmented_by == "given labels" else "the segmentation found"
         raise CardiacQuanError(f"{where} no LV cavity in any frame of the quantified slice(s) "

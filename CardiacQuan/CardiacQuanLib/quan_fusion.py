@@ -24,6 +24,9 @@ WEIGHTS = np.round(np.linspace(0.0, 1.0, 11), 2)
 PHASE_SOURCES = ("network", "geometry", "final-area")
 DEFAULT_CHOICE = {"weights": {k: 0.0 for k in INDEX_NAMES}, "phase_source": "geometry",
                   "note": "default (no held-out measurement): geometry everywhere"}
+#: what the product does with masks a user gives (expert or corrected): their geometry, which is
+#: the index definition itself; the stored fusion is for the segmentation network's masks
+GIVEN_MASKS_CHOICE = dict(DEFAULT_CHOICE, note="masks given by the user: their geometry")
 
 
 def source_label(w: float) -> str:
