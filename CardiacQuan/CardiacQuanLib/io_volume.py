@@ -273,6 +273,13 @@ def _write_seq_nrrd(arr, cine, path, labelmap):
 
 
 SINGLE_FILE_SUFFIXES = (".seq.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
+WRITABLE_SUFFIXES = SINGLE_FILE_SUFFIXES + (".nhdr", ".mhd")
+
+
+def check_writable_name(path):
+    """Refuse an output name whose format this module cannot write."""
+    if not os.fspath(path).lower().endswith(WRITABLE_SUFFIXES):
+        raise CardiacQuanError(f"cannot write {os.path.basename(path)}: use .nii, .nii.gz, .nrrd, .seq.nrrd or .mha")
 
 
 def _write(arr, cine, path, labelmap):
@@ -288,12 +295,11 @@ def _write(arr, cine, path, labelmap):
         raise CardiacQuanError(f"output folder does not exist: {folder}")
     if os.path.isdir(path):
         raise CardiacQuanError(f"cannot write {path}: it is a folder")
+    check_writable_name(path)
     if low.endswith((".nrrd", ".nhdr")) and (arr.shape[0] > 1 or low.endswith(".seq.nrrd")):
         writer = lambda p: _write_seq_nrrd(arr, cine, p, labelmap)     # noqa: E731
-    elif low.endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")):
-        writer = lambda p: _write_sitk(arr, cine, p)                   # noqa: E731
     else:
-        raise CardiacQuanError(f"cannot write {os.path.basename(path)}: use .nii, .nii.gz, .nrrd, .seq.nrrd or .mha")
+        writer = lambda p: _write_sitk(arr, cine, p)                   # noqa: E731
     suffix = next((x for x in SINGLE_FILE_SUFFIXES if low.endswith(x)), None)
     if suffix is None:
         writer(path)

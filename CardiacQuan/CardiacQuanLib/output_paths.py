@@ -10,7 +10,6 @@ from . import CardiacQuanError
 OUTPUT_FILES = ("indices.csv", "summary.json", "segmentation.nii.gz", "sectors.nii.gz", "results.npz",
                 "phase_curve.png", "mid_slice_ed_es.png")
 FIGURE_FILES = ("phase_curve.png", "mid_slice_ed_es.png")
-LABEL_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".seq.nrrd", ".nhdr", ".mha", ".mhd")
 
 
 def _same_file(a, b) -> bool:
@@ -72,9 +71,9 @@ def prepare_output_dir(outdir, inputs=(), create=True):
 
 def prepare_output_file(path, inputs=(), create=True):
     """Check a label-image output: known format, writable folder, not one of the inputs."""
+    from .io_volume import check_writable_name
     path = os.fspath(path)
-    if not path.lower().endswith(LABEL_SUFFIXES):
-        raise CardiacQuanError(f"cannot write {os.path.basename(path)}: use .nii, .nii.gz, .nrrd, .seq.nrrd or .mha")
+    check_writable_name(path)
     if os.path.isdir(path):
         raise CardiacQuanError(f"the output {path} is a folder; give a file name such as labels.nii.gz")
     _refuse_inputs([path], inputs)

@@ -152,7 +152,9 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
         segmented_by = "network"
     per_slice, sources = {}, {}
     sectors = np.zeros_like(labels)
-    quan_info = {}
+    quan_info = {} if segmented_by == "network" else {
+        "final_values": "geometry of the given masks (the indices are defined on the masks; the "
+                        "network/geometry fusion applies to the segmentation network's masks only)"}
     for z in sel:
         idx = slice_indices(labels[:, z], cine.spacing, cine.direction)
         if not idx.valid.any():
@@ -168,17 +170,12 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
         # the user gives (expert or corrected) the indices are their geometry by definition,
         # and validation shows any fusion only adds error there
         if use_quan_net and segmented_by == "network" and idx.valid.all():
-            geo = idx
             idx, src, info = _apply_quan_net(idx, labels[:, z], cine)
-            idx = _keep_unmeasurable_empty(idx, geo)
             quan_info.update(info)
         per_slice[z], sources[z] = idx, src
         sectors[:, z] = _sectors_for_slice(labels[:, z], idx, cine.spacing, cine.direction)
         if any(s == "image-axes" for s in idx.orientation_source):
             warnings.append(f"slice {z}: no right ventricle in some frames, sectors oriented by the image axes")
-    if segmented_by == "given labels":
-        quan_info = {"final_values": "geometry of the given masks (the indices are defined on the masks; the "
-                                     "network/geometry fusion applies to the segmentation network's masks only)"}
     if not any(per_slice[z].valid.any() for z in sel):
         where = "the given labels hold" if segmented_by == "given labels" else "the segmentation found"
         raise CardiacQuanError(f"{where} no LV cavity in any frame of the quantified slice(s) "
@@ -195,17 +192,6 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
                        sources=sources, mid_slice=mid, ed_frame=int(ed), es_frame=int(es),
                        segmented_by=segmented_by, lv_found=lv_found, warnings=warnings,
                        quan_info=quan_info, volumes=volumes)
-
-
-def _keep_unmeasurable_empty(final, geo):
-    """Where the masks cannot give an index (no myocardium drawn), no network guess fills it in."""
-    import dataclasses
-    m = ~np.isfinite(geo.myocardium_area)
-    if not m.any():
-        return final
-    area, rwt = final.myocardium_area.copy(), final.rwt.copy()
-    area[m], rwt[m] = np.nan, np.nan
-    return dataclasses.replace(final, myocardium_area=area, rwt=rwt)
 
 
 def _apply_quan_net(idx, labels_tz, cine):
