@@ -191,3 +191,37 @@ def test_volumes_skip_frames_with_a_gap_in_the_stack_and_no_lv_is_an_error(phant
     assert quantify(ph.cine, labels=apex, use_quan_net=False).volumes["cavity_volume_ml"][es] is not None
     with pytest.raises(CardiacQuanError, match="no LV cavity in any frame"):
         quantify(ph.cine, labels=np.where(ph.labels == 3, 0, ph.labels), use_quan_net=False)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["train-seg", "--batch", "0"], "--batch: 0 must be at least 1"),
+    (["train-seg", "--max-minutes", "-3"], "--max-minutes: -3 must be greater than 0"),
+    (["train-quan", "--phantoms", "x,1"], "--phantoms"),
+    (["train-quan", "--folds", "1", "--lvquan", "x.mat"], "--folds: 1 must be at least 2"),
+    (["train-seg", "--out", "model.txt"], "must end with .keras"),
+    (["train-quan", "--out", "/proc/nowhere/q.keras", "--epochs", "1"], "cannot write in"),
+    (["train-seg", "--packed", "BAD", "--out", "m.keras", "--steps", "2"], "not a packed ACDC file"),
+    (["train-quan", "--data", "BAD", "--out", "q.keras", "--epochs", "1"], "not a prepared data file"),
+    (["train-quan", "--prepare-only", "--predict-fn", "no.such:fn", "--data", "NEW"], "cannot import no.such"),
+    (["evaluate-seg"], "give --acdc and/or --sunnybrook"),
+    (["evaluate-seg", "--model", "BAD", "--acdc", "."], "not a Keras model file"),
+    (["evaluate", "--set", "phantom", "--model", "SEG"], "beside it"),
+])
+def test_training_and_evaluation_commands_refuse_bad_arguments_before_any_work(args, says, tmp_path):
+    from CardiacQuanLib.segment import default_model_dir
+    bundled = {p.name: sha(p) for p in default_model_dir().iterdir() if p.is_file()}
+    (tmp_path / "bad.npz").write_text("not numpy")
+    swap = {"BAD": tmp_path / "bad.npz", "NEW": tmp_path / "new.npz", "SEG": default_model_dir() / "seg_model.keras"}
+    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", *[str(swap.get(a, a)) for a in args]], env=ENV,
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("CQ-ERROR ") and says in last, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert {p.name: sha(p) for p in default_model_dir().iterdir() if p.is_file()} == bundled
+
+
+def test_train_quan_writes_to_the_working_folder_unless_told_otherwise():
+    from CardiacQuanLib.cli import build_parser
+    args = build_parser().parse_args(["train-quan"])
+    assert args.out == "quan_net.keras" and args.phantoms == (60, 10, 10)

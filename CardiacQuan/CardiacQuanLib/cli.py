@@ -123,10 +123,11 @@ def _compare_with_truth(ph, out):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="cardiacquan", description="Full left-ventricle quantification "
+    from .arg_types import CQArgumentParser
+    p = CQArgumentParser(prog="cardiacquan", description="Full left-ventricle quantification "
                                 "from short-axis cine MRI (LVQuan indices, phase, segmentation).")
     p.add_argument("--version", action="version", version=f"cardiacquan {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=CQArgumentParser)
 
     q = sub.add_parser("quantify", help="segment (or take --labels) and quantify a cine")
     q.add_argument("input", help="DICOM folder/file, NIfTI, NRRD, .seq.nrrd, or the Slicer module's .npz")

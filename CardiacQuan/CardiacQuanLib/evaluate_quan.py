@@ -154,7 +154,10 @@ GIVEN_MASK_GROUPS = ("acdc", "phantom")
 
 def evaluate_groups(qn, d, split, choice=None, log=print, title_prefix=""):
     """One table per input group of a split; returns {group: tables}."""
+    from . import CardiacQuanError
     from .quan_fusion import GIVEN_MASKS_CHOICE
+    if not np.any(d["split"] == split):
+        raise CardiacQuanError(f"no cines in split {split!r} (the data has: {', '.join(sorted(set(map(str, d['split']))))})")
     out = {}
     for g in sorted(np.unique(d["group"][d["split"] == split])):
         m = (d["split"] == split) & (d["group"] == g)
@@ -309,8 +312,10 @@ def add_evaluate_parser(subparsers):
 def _cli(args):
     from . import CardiacQuanError
     from .quan_data import load_predict_fn, load_quan_npz
+    from .output_paths import prepare_result_file
     from .quan_fusion import GIVEN_MASKS_CHOICE
     from .quan_net import _jsonable, load_quan_net
+    prepare_result_file(args.json, ".json")
     qn = load_quan_net(args.model)
     choice = qn.meta.get("fusion")
     predict_fn = load_predict_fn(args.predict_fn)

@@ -5,12 +5,11 @@ reports it, then averaged over stacks.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from . import LV_CAVITY, MYOCARDIUM, RV
+from . import LV_CAVITY, MYOCARDIUM, RV, CardiacQuanError
 
 CLASSES = {"RV": RV, "MYO": MYOCARDIUM, "LV": LV_CAVITY}
 
@@ -30,7 +29,11 @@ def evaluate_acdc_stacks(acdc_dir, model=None, log=print, tta=True):
     from .seg_data import _read_h5, assumed_spacing
     from .segment import segment_cine
     acdc_dir = Path(acdc_dir)
+    if not (acdc_dir / "val.list").is_file():
+        raise CardiacQuanError(f"{acdc_dir}: no val.list (the ACDC validation stacks to evaluate)")
     names = [n.strip() for n in (acdc_dir / "val.list").read_text().split() if n.strip()]
+    if not names:
+        raise CardiacQuanError(f"{acdc_dir / 'val.list'} lists no stacks")
     rows = []
     for name in sorted(names):
         img, lab = _read_h5(acdc_dir / "data" / f"{name}.h5")
@@ -60,8 +63,13 @@ def evaluate_sunnybrook(study_dir, model=None, log=print, tta=True):
     from .io_training import read_sunnybrook_contours
     from .segment import segment_cine
     study_dir = Path(study_dir)
-    dicom_dir = next((study_dir / "dicoms").iterdir())
-    contour_dir = next((study_dir / "contourfiles").iterdir())
+    found = {}
+    for sub in ("dicoms", "contourfiles"):
+        folders = sorted(p for p in (study_dir / sub).glob("*") if p.is_dir()) if (study_dir / sub).is_dir() else []
+        if not folders:
+            raise CardiacQuanError(f"{study_dir}: expected {sub}/<study>/ (the Sunnybrook layout), found none")
+        found[sub] = folders[0]
+    dicom_dir, contour_dir = found["dicoms"], found["contourfiles"]
     cine = read_dicom_cine(dicom_dir)
     cavity, myo = read_sunnybrook_contours(contour_dir, cine)
     seg = segment_cine(cine, model=model, tta=tta)
@@ -86,8 +94,7 @@ def add_evaluate_seg_parser(sub):
 def _cli(args):
     from .segment import load_seg_model
     if not args.acdc and not args.sunnybrook:
-        print("evaluate-seg: give --acdc and/or --sunnybrook", file=sys.stderr)
-        return 2
+        raise CardiacQuanError("evaluate-seg: give --acdc and/or --sunnybrook")
     model = load_seg_model(args.model)
     if args.acdc:
         summarise(evaluate_acdc_stacks(args.acdc, model, tta=not args.no_tta))

@@ -78,3 +78,15 @@ def prepare_output_file(path, inputs=(), create=True):
         raise CardiacQuanError(f"the output {path} is a folder; give a file name such as labels.nii.gz")
     _refuse_inputs([path], inputs)
     _check_folder(os.path.dirname(os.path.abspath(path)), create)
+
+
+def prepare_result_file(path, suffix):
+    """Check a training or evaluation output (weights, tables) before the long work that makes it."""
+    if path is None:
+        return
+    path = os.fspath(path)
+    if not path.lower().endswith(suffix):
+        raise CardiacQuanError(f"{os.path.basename(path)}: the file name must end with {suffix}")
+    if os.path.isdir(path):
+        raise CardiacQuanError(f"the output {path} is a folder; give a file name ending with {suffix}")
+    _check_folder(os.path.dirname(os.path.abspath(path)), create=False)

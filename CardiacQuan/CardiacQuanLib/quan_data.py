@@ -394,8 +394,13 @@ def load_quan_npz(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise CardiacQuanError(f"no such data file: {path}")
-    with np.load(path, allow_pickle=False) as z:
-        d = {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise CardiacQuanError(f"{path}: not a prepared data file made by `train-quan --prepare-only` ({e})")
+    if "x" not in d or "y_mm" not in d:
+        raise CardiacQuanError(f"{path}: not a prepared data file made by `train-quan --prepare-only`")
     d["meta"] = json.loads(str(d["meta"])) if "meta" in d else {}
     return d
 
@@ -419,4 +424,9 @@ def load_predict_fn(spec):
     mod, _, fn = str(spec).partition(":")
     if not fn:
         raise CardiacQuanError(f"--predict-fn must look like package.module:function, got {spec!r}")
-    return getattr(importlib.import_module(mod), fn)
+    try:
+        return getattr(importlib.import_module(mod), fn)
+    except ImportError as e:
+        raise CardiacQuanError(f"--predict-fn {spec}: cannot import {mod} ({e})")
+    except AttributeError:
+        raise CardiacQuanError(f"--predict-fn {spec}: {mod} has no {fn}")

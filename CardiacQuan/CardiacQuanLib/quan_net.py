@@ -371,11 +371,17 @@ def load_quan_net(path=None) -> QuanNet:
                                f"(train them with `cardiacquan train-quan`)")
     keras = _keras()
     _custom_layers()
-    model = keras.saving.load_model(str(path), compile=False)
-    meta = {}
     sc = sidecar_path(path)
-    if sc.exists():
+    if not sc.exists():   # without it the outputs would be unscaled: mean 0, std 1
+        raise CardiacQuanError(f"{path} has no {sc.name} beside it (index normalisation, fusion choice); "
+                               "keep the two files together")
+    try:
+        model = keras.saving.load_model(str(path), compile=False)
         meta = json.loads(sc.read_text())
+    except (ValueError, OSError, TypeError) as e:
+        raise CardiacQuanError(f"{path}: not a CardiacQuan quantification network ({str(e).splitlines()[0][:200]})")
+    if len(model.inputs) != 1 or len(model.input_shape) != 5 or len(model.outputs) != 2:
+        raise CardiacQuanError(f"{path}: not a quantification network (input (T, H, W, 2), two outputs)")
     known = {"format", "index_names", "index_power", "norm_mean", "norm_std", "n_frames", "size", "fill_radius_px"}
     return QuanNet(model=model, norm_mean=np.asarray(meta.get("norm_mean", np.zeros(11)), float),
                    norm_std=np.asarray(meta.get("norm_std", np.ones(11)), float),

@@ -319,31 +319,34 @@ def _repo_root():
 
 
 def add_train_quan_parser(subparsers):
+    from .arg_types import at_least, int_triple, positive_float, positive_int
     p = subparsers.add_parser("train-quan", help="train the quantification network (or run the LVQuan protocol)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--acdc", default=None, help="ACDC folder (train_slices.list, val.list, data/); "
                                                 "default ../shared/data/acdc beside the checkout when present")
     p.add_argument("--data", default=None, help=f"prepared arrays (.npz; default {DEFAULT_DATA}); built when missing")
-    p.add_argument("--out", default=str(DEFAULT_MODEL_PATH), help="weights to write (.keras; sidecar .json beside)")
+    p.add_argument("--out", default="quan_net.keras",
+                   help="weights to write (.keras; sidecar .json beside); the bundled weights are replaced only "
+                        f"when this names them ({DEFAULT_MODEL_PATH})")
     p.add_argument("--prepare-only", action="store_true", help="build the .npz and stop (train elsewhere)")
     p.add_argument("--rebuild-data", action="store_true", help="rebuild the .npz even if it exists")
     p.add_argument("--predict-fn", default=None, help="segmentation model for the 'acdc-seg' inputs, "
                                                       "as package.module:function(images, spacing) -> labels")
     p.add_argument("--no-simulate", action="store_true", help="no simulated-segmentation-error inputs")
-    p.add_argument("--variants", type=int, default=2, help="pseudo-cines per training slice")
-    p.add_argument("--phantoms", default="60,10,10", help="phantom cines train,holdout,test")
-    p.add_argument("--workers", type=int, default=None, help="data preparation processes")
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--variants", type=positive_int, default=2, help="pseudo-cines per training slice")
+    p.add_argument("--phantoms", type=int_triple, default=(60, 10, 10), help="phantom cines train,holdout,test")
+    p.add_argument("--workers", type=positive_int, default=None, help="data preparation processes")
+    p.add_argument("--epochs", type=positive_int, default=60)
+    p.add_argument("--batch", type=positive_int, default=16)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--max-minutes", type=float, default=None, help="stop training after this many minutes")
+    p.add_argument("--max-minutes", type=positive_float, default=None, help="stop training after this many minutes")
     p.add_argument("--init-weights", default=None, help="continue training from these weights (.keras)")
-    p.add_argument("--max-train", type=int, default=None, help="use at most this many training cines (smoke runs)")
+    p.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training cines (smoke runs)")
     p.add_argument("--faithful", action="store_true",
                    help="the paper's exact network (no batch norm, zero time padding, linear heads)")
     p.add_argument("--lvquan", default=None, help="LVQuan18 cardiac-dig.mat: run the k-fold protocol on it")
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--folds", type=at_least(2), default=5)
     p.add_argument("--json", default=None, help="LVQuan protocol: write the tables to this JSON file")
     p.add_argument("--log", default=None, help="also append the log to this file")
     p.add_argument("--background", action="store_true", help="run detached; the log goes to --log "
@@ -355,6 +358,10 @@ def add_train_quan_parser(subparsers):
 def _cli(args):
     if args.background:
         return run_detached("train-quan", args.log or Path("work_local") / "train_quan.log")
+    from .output_paths import prepare_result_file
+    prepare_result_file(args.json, ".json")         # before the work, not after
+    if not args.lvquan and not args.prepare_only:
+        prepare_result_file(args.out, ".keras")
     log = timestamped_logger(args.log)
     model_kw = dict(FAITHFUL) if args.faithful else None
     if args.lvquan:
@@ -372,11 +379,14 @@ def _cli(args):
             acdc = str(cand) if cand.exists() else None
         if acdc is None:
             log("no ACDC folder (--acdc): phantom data only")
-        ph = tuple(int(v) for v in str(args.phantoms).split(","))
+        ph = tuple(args.phantoms)
         build_quan_dataset(data, acdc, predict_fn=load_predict_fn(args.predict_fn), simulate=not args.no_simulate,
                            variants=args.variants, phantoms=ph, seed=args.seed, workers=args.workers, log=log)
         if args.prepare_only:
             return 0
+    elif args.predict_fn or args.acdc:
+        log(f"using the prepared {data}; --acdc/--predict-fn/--phantoms apply only when it is built "
+            "(--rebuild-data)")
     train_quan(data, args.out, epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=args.seed, log=log,
                max_minutes=args.max_minutes, max_train=args.max_train, model_kw=model_kw,
                init_weights=args.init_weights)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import CardiacQuanError
 from .intensity import normalize_intensity
 
 
@@ -95,9 +96,12 @@ def _split(flat, shapes):
 
 def load_packed(path):
     """-> dict with lists: train_images (float32 0..1), train_labels, train_spacing, ...; val likewise."""
-    d = np.load(path)
-    tshape = [tuple(s) for s in d["train_shape"]]
-    vshape = [tuple(s) for s in d["val_shape"]]
+    try:
+        d = np.load(path, allow_pickle=False)
+        tshape = [tuple(s) for s in d["train_shape"]]
+        vshape = [tuple(s) for s in d["val_shape"]]
+    except (OSError, ValueError, KeyError) as e:
+        raise CardiacQuanError(f"{path}: not a packed ACDC file made by `train-seg --pack-only` ({e})")
     return {
         "train_images": [a.astype(np.float32) / 255.0 for a in _split(d["train_image"], tshape)],
         "train_labels": _split(d["train_label"], tshape),

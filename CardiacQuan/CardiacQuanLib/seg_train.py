@@ -136,19 +136,20 @@ def save_inference_model(model, path):
 
 
 def add_train_seg_parser(sub):
+    from .arg_types import positive_float, positive_int
     p = sub.add_parser("train-seg", help="train the segmentation network on ACDC (see the model card)")
     p.add_argument("--acdc", default="../shared/data/acdc", help="ACDC folder (train_slices.list, data/)")
     p.add_argument("--packed", default=None, help="pre-packed .npz (skips reading ACDC; made by --pack-only)")
     p.add_argument("--pack-only", action="store_true", help="only write the packed .npz and stop")
     p.add_argument("-o", "--out", default="seg_model.keras")
-    p.add_argument("--steps", type=int, default=8000)
-    p.add_argument("--batch", type=int, default=24)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--steps", type=positive_int, default=8000)
+    p.add_argument("--batch", type=positive_int, default=24)
+    p.add_argument("--lr", type=positive_float, default=2e-3)
+    p.add_argument("--workers", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--max-minutes", type=float, default=None,
+    p.add_argument("--max-minutes", type=positive_float, default=None,
                    help="end within this many minutes (the schedule is fitted to it)")
-    p.add_argument("--steps-per-epoch", type=int, default=20,
+    p.add_argument("--steps-per-epoch", type=positive_int, default=20,
                    help="steps between log lines and schedule updates (GPU script: 250)")
     p.add_argument("--log", default=None, help="also append the log to this file")
     p.add_argument("--background", action="store_true", help="run detached; the log goes to --log "
@@ -161,8 +162,13 @@ def _cli(args):
     from .training_run import run_detached, timestamped_logger
     if args.background:
         return run_detached("train-seg", args.log or Path("work_local") / "train_seg.log")
+    from .output_paths import prepare_result_file
+    from .seg_data import load_packed
+    prepare_result_file(args.out, ".keras")        # before hours of training, not after
     log = timestamped_logger(args.log)
     packed = args.packed
+    if packed is not None and Path(packed).exists():
+        load_packed(packed)                       # a bad file fails here, once, not in every worker
     if packed is None or not Path(packed).exists():
         packed = packed or str(Path(args.out).with_suffix(".acdc.npz"))
         pack_acdc(args.acdc, packed, with_validation=False, log=log)

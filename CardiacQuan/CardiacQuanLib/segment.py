@@ -46,7 +46,13 @@ def load_seg_model(path=None):
     if key not in _MODEL_CACHE:
         from .backend import import_keras
         keras = import_keras()
-        _MODEL_CACHE[key] = keras.saving.load_model(path, compile=False)
+        try:
+            model = keras.saving.load_model(path, compile=False)
+        except (ValueError, OSError, TypeError) as e:
+            raise CardiacQuanError(f"{path}: not a Keras model file ({str(e).splitlines()[0][:200]})")
+        if len(model.inputs) != 1 or model.output_shape[-1] != 4:
+            raise CardiacQuanError(f"{path}: not a CardiacQuan segmentation model (4 output classes)")
+        _MODEL_CACHE[key] = model
     return _MODEL_CACHE[key]
 
 
