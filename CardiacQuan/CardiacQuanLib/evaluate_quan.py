@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -312,10 +311,11 @@ def add_evaluate_parser(subparsers):
 def _cli(args):
     from . import CardiacQuanError
     from .quan_data import load_predict_fn, load_quan_npz
-    from .output_paths import prepare_result_file
+    from .output_paths import prepare_output_file
     from .quan_fusion import GIVEN_MASKS_CHOICE
     from .quan_net import _jsonable, load_quan_net
-    prepare_result_file(args.json, ".json")
+    if args.json:
+        prepare_output_file(args.json, suffix=".json", create=False)
     qn = load_quan_net(args.model)
     choice = qn.meta.get("fusion")
     predict_fn = load_predict_fn(args.predict_fn)
@@ -352,15 +352,3 @@ def _cli(args):
     if args.json:
         Path(args.json).write_text(json.dumps(_jsonable(results), indent=2))
     return 0
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m CardiacQuanLib.evaluate_quan")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    add_evaluate_parser(sub)
-    args = ap.parse_args(["evaluate"] + list(sys.argv[1:] if argv is None else argv))
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -69,24 +69,17 @@ def prepare_output_dir(outdir, inputs=(), create=True):
     _check_folder(outdir, create)
 
 
-def prepare_output_file(path, inputs=(), create=True):
-    """Check a label-image output: known format, writable folder, not one of the inputs."""
-    from .io_volume import check_writable_name
+def prepare_output_file(path, inputs=(), create=True, suffix=None):
+    """Check an output file before the work that makes it: its format (`suffix`, or a label image
+    format), a writable folder, and that it is not one of the inputs."""
     path = os.fspath(path)
-    check_writable_name(path)
-    if os.path.isdir(path):
-        raise CardiacQuanError(f"the output {path} is a folder; give a file name such as labels.nii.gz")
-    _refuse_inputs([path], inputs)
-    _check_folder(os.path.dirname(os.path.abspath(path)), create)
-
-
-def prepare_result_file(path, suffix):
-    """Check a training or evaluation output (weights, tables) before the long work that makes it."""
-    if path is None:
-        return
-    path = os.fspath(path)
-    if not path.lower().endswith(suffix):
+    if suffix is None:
+        from .io_volume import check_writable_name
+        check_writable_name(path)
+    elif not path.lower().endswith(suffix):
         raise CardiacQuanError(f"{os.path.basename(path)}: the file name must end with {suffix}")
     if os.path.isdir(path):
-        raise CardiacQuanError(f"the output {path} is a folder; give a file name ending with {suffix}")
-    _check_folder(os.path.dirname(os.path.abspath(path)), create=False)
+        raise CardiacQuanError(f"the output {path} is a folder; give a file name such as "
+                               f"{'labels.nii.gz' if suffix is None else 'out' + suffix}")
+    _refuse_inputs([path], inputs)
+    _check_folder(os.path.dirname(os.path.abspath(path)), create)

@@ -358,10 +358,11 @@ def add_train_quan_parser(subparsers):
 def _cli(args):
     if args.background:
         return run_detached("train-quan", args.log or Path("work_local") / "train_quan.log")
-    from .output_paths import prepare_result_file
-    prepare_result_file(args.json, ".json")         # before the work, not after
+    from .output_paths import prepare_output_file
+    if args.json:                                   # before the work, not after
+        prepare_output_file(args.json, suffix=".json", create=False)
     if not args.lvquan and not args.prepare_only:
-        prepare_result_file(args.out, ".keras")
+        prepare_output_file(args.out, suffix=".keras", create=False)
     log = timestamped_logger(args.log)
     model_kw = dict(FAITHFUL) if args.faithful else None
     if args.lvquan:

@@ -94,14 +94,23 @@ def _split(flat, shapes):
     return out
 
 
-def load_packed(path):
-    """-> dict with lists: train_images (float32 0..1), train_labels, train_spacing, ...; val likewise."""
+def _open_packed(path):
+    """The packed arrays (lazily) and the image shapes, or CardiacQuanError for another file."""
     try:
         d = np.load(path, allow_pickle=False)
-        tshape = [tuple(s) for s in d["train_shape"]]
-        vshape = [tuple(s) for s in d["val_shape"]]
+        return d, [tuple(s) for s in d["train_shape"]], [tuple(s) for s in d["val_shape"]]
     except (OSError, ValueError, KeyError) as e:
         raise CardiacQuanError(f"{path}: not a packed ACDC file made by `train-seg --pack-only` ({e})")
+
+
+def check_packed(path):
+    """Fail early on a file that is not a packed ACDC set (only its index arrays are read)."""
+    _open_packed(path)
+
+
+def load_packed(path):
+    """-> dict with lists: train_images (float32 0..1), train_labels, train_spacing, ...; val likewise."""
+    d, tshape, vshape = _open_packed(path)
     return {
         "train_images": [a.astype(np.float32) / 255.0 for a in _split(d["train_image"], tshape)],
         "train_labels": _split(d["train_label"], tshape),

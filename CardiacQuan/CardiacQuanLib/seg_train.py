@@ -162,13 +162,13 @@ def _cli(args):
     from .training_run import run_detached, timestamped_logger
     if args.background:
         return run_detached("train-seg", args.log or Path("work_local") / "train_seg.log")
-    from .output_paths import prepare_result_file
-    from .seg_data import load_packed
-    prepare_result_file(args.out, ".keras")        # before hours of training, not after
+    from .output_paths import prepare_output_file
+    from .seg_data import check_packed
+    prepare_output_file(args.out, suffix=".keras", create=False)   # before hours of training, not after
     log = timestamped_logger(args.log)
     packed = args.packed
     if packed is not None and Path(packed).exists():
-        load_packed(packed)                       # a bad file fails here, once, not in every worker
+        check_packed(packed)                      # a bad file fails here, once, not in every worker
     if packed is None or not Path(packed).exists():
         packed = packed or str(Path(args.out).with_suffix(".acdc.npz"))
         pack_acdc(args.acdc, packed, with_validation=False, log=log)
