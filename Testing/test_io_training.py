@@ -102,15 +102,17 @@ def test_sunnybrook_contours_synthetic(tmp_path):
                 metadata={"instance_map": {7: (1, 2), 8: (1, 0)}})
     d = tmp_path / "SC" / "i-contours"
     os.makedirs(d)
-    # square: columns 10..20, rows 5..15 (x y = column row); pixel centres inside: 11x11
+    # square: columns 10..20, rows 5..15 (x y = column row, counted from 1); pixel centres
+    # inside: 11x11, at 0-based columns 9..19, rows 4..14
     (d / "IM-0001-0007-icontour-manual.txt").write_text("10 5\n20 5\n20 15\n10 15\n")
     os.makedirs(tmp_path / "SC" / "o-contours")
-    (tmp_path / "SC" / "o-contours" / "IM-0001-0007-ocontour-manual.txt").write_text("5 0\n25 0\n25 20\n5 20\n")
-    (tmp_path / "SC" / "o-contours" / "IM-0001-0008-ocontour-manual.txt").write_text("5 0\n25 0\n25 20\n5 20\n")
+    (tmp_path / "SC" / "o-contours" / "IM-0001-0007-ocontour-manual.txt").write_text("5 1\n25 1\n25 21\n5 21\n")
+    (tmp_path / "SC" / "o-contours" / "IM-0001-0008-ocontour-manual.txt").write_text("5 1\n25 1\n25 21\n5 21\n")
     cavity, myo = read_sunnybrook_contours(tmp_path / "SC", cine)
     assert set(cavity) == {(1, 2)} and set(myo) == {(1, 2)}      # an o-contour alone gives no myocardium
     assert cavity[(1, 2)].shape == (40, 50) and cavity[(1, 2)].sum() == 121
-    assert cavity[(1, 2)][5, 10] and not cavity[(1, 2)][4, 10] and cavity[(1, 2)][15, 20]
+    assert cavity[(1, 2)][4, 9] and cavity[(1, 2)][14, 19]
+    assert not cavity[(1, 2)][3, 9] and not cavity[(1, 2)][4, 8] and not cavity[(1, 2)][15, 20]
     assert myo[(1, 2)].sum() == 21 * 21 - 121 and not (myo[(1, 2)] & cavity[(1, 2)]).any()
     (d / "IM-0001-0009-icontour-manual.txt").write_text("1 1\n5 1\n5 5\n")
     with pytest.raises(CardiacQuanError, match="image 9"):
@@ -135,3 +137,45 @@ def test_sunnybrook_contours_real():
     for k in myo:
         es = [j for j in cavity if j[0] == k[0] and j != k]
         assert len(es) == 1 and areas[k] > areas[es[0]]
+
+
+def _disk_image(centre, radius, shape=(96, 96), supersample=8, noise=4.0, seed=0):
+    """A bright disk (exact pixel coverage, then blurred and noisy) on a darker background."""
+    from scipy import ndimage
+    f = supersample
+    y, x = (np.mgrid[:shape[0] * f, :shape[1] * f] + 0.5) / f - 0.5
+    cover = (((y - centre[0]) ** 2 + (x - centre[1]) ** 2) < radius ** 2).reshape(shape[0], f, shape[1], f).mean((1, 3))
+    rng = np.random.default_rng(seed)
+    return ndimage.gaussian_filter(cover * 300 + 80, 0.8) + rng.normal(0, noise, shape)
+
+
+def test_edge_fit_finds_a_known_translation():
+    from CardiacQuanLib.edge_alignment import edge_fit
+    pairs = []
+    for k, (cy, cx, r) in enumerate([(47.3, 48.6, 14.0), (50.8, 45.2, 20.5), (44.1, 49.9, 11.2)]):
+        img = _disk_image((cy, cx), r, seed=k)
+        yy, xx = np.mgrid[:96, :96]
+        pairs.append((img, (yy - cy) ** 2 + (xx - cx) ** 2 < r ** 2))
+    fit = edge_fit(pairs)
+    assert abs(fit.translation_rc[0]) < 0.1 and abs(fit.translation_rc[1]) < 0.1 and abs(fit.outward_px) < 0.15
+    shifted = edge_fit([(img, np.roll(m, (1, -1), (0, 1))) for img, m in pairs])
+    assert abs(shifted.translation_rc[0] - 1) < 0.15 and abs(shifted.translation_rc[1] + 1) < 0.15
+    with pytest.raises(CardiacQuanError, match="empty mask"):
+        edge_fit([(pairs[0][0], np.zeros((96, 96), bool))])
+
+
+def test_sunnybrook_contours_sit_on_their_image():
+    """The 1-based reading puts the manual cavities on the study's own blood-pool edges, as
+    registered as the ACDC experts' masks are on theirs (within 0.1 px); the 0-based reading
+    (the same masks one pixel down and right) is off by the half-pixel-plus that a known 1-px
+    shift reads as in this fit."""
+    if not os.path.isdir(SUNNYBROOK):
+        pytest.skip(f"../shared/data not present (user clone): {SUNNYBROOK}")
+    from CardiacQuanLib.edge_alignment import edge_fit
+    from CardiacQuanLib.io_dicom import read_dicom_cine
+    cine = read_dicom_cine(os.path.join(SUNNYBROOK, "dicoms", "SCD0000101"))
+    cavity, _ = read_sunnybrook_contours(os.path.join(SUNNYBROOK, "contourfiles", "SC-HF-I-1"), cine)
+    as_read = edge_fit([(cine.image[t, z], m) for (z, t), m in cavity.items()])
+    zero_based = edge_fit([(cine.image[t, z], np.roll(m, (1, 1), (0, 1))) for (z, t), m in cavity.items()])
+    assert max(abs(v) for v in as_read.translation_rc) < 0.3
+    assert min(zero_based.translation_rc) > 0.35

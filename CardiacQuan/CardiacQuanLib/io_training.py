@@ -110,6 +110,15 @@ _CONTOUR_NAME = re.compile(r"IM-\d+-(\d+)-([io])contour", re.IGNORECASE)
 
 
 def _polygon_mask(txt, shape):
+    """Pixels whose centres lie inside a Sunnybrook contour.
+
+    The files count pixels from 1 (MATLAB's convention: the first pixel's centre is (1, 1)),
+    which nothing in the data says; the images do.  Read from 0, the contours sit 0.4-0.5 px
+    down and right of the study's own blood-pool edges by a model-free fit along their normals
+    (`edge_alignment`; a 1-px shift reads as 0.5-0.65 px in that fit), where the ACDC experts'
+    masks and our segmentations fit at 0.1 px or less.  Read from 1 they fit at 0.04 / 0.17 px,
+    the pixel-corner reading (-0.5 px) at 0.24 / 0.37 px.  `scripts/contour_alignment.py`.
+    """
     from skimage.draw import polygon2mask
     try:
         xy = np.loadtxt(txt, ndmin=2)
@@ -117,7 +126,7 @@ def _polygon_mask(txt, shape):
         raise CardiacQuanError(f"{os.path.basename(txt)}: not a list of 'x y' points ({e})")
     if xy.shape[0] < 3 or xy.shape[1] != 2:
         raise CardiacQuanError(f"{os.path.basename(txt)}: needs at least 3 'x y' points")
-    return polygon2mask(shape, xy[:, ::-1])       # (row, col) = (y, x); pixel centres inside
+    return polygon2mask(shape, xy[:, ::-1] - 1.0)   # (row, col) = (y, x), 1-based -> 0-based
 
 
 def read_sunnybrook_contours(contour_dir, cine: Cine):
