@@ -73,6 +73,16 @@ def main(argv=None):
     _report("ACDC validation, experts' cavities", edge_fit(pairs))
     _report("  the same, rolled 1 px down and right (a known shift)",
             edge_fit([(i, np.roll(m, (1, 1), (0, 1))) for i, m in pairs]))
+    if not args.no_model:
+        from CardiacQuanLib.cine import Cine
+        from CardiacQuanLib.seg_data import assumed_spacing
+        pairs = []
+        for name in sorted((acdc / "val.list").read_text().split()):
+            img, _ = _read_h5(acdc / "data" / f"{name}.h5")
+            sp = assumed_spacing(img.shape)
+            pred = segment_cine(Cine(image=img[None], spacing=(sp, sp), origins=np.zeros((len(img), 3)))).labels[0]
+            pairs += [(i, p == LV_CAVITY) for i, p in zip(img, pred) if (p == LV_CAVITY).sum() >= 50]
+        _report("ACDC validation, bundled model's cavities", edge_fit(pairs))
 
 
 if __name__ == "__main__":
