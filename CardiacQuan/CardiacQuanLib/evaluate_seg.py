@@ -58,7 +58,9 @@ def summarise(rows, log=print):
 
 
 def evaluate_sunnybrook(study_dir, model=None, log=print, tta=True):
-    """LV cavity Dice on every contoured frame; myocardium Dice where an epicardium exists."""
+    """LV cavity Dice on every contoured frame; myocardium Dice where an epicardium exists.
+
+    Per frame (the Sunnybrook challenge's way) and per stack of each contoured frame (ACDC's)."""
     from .io_dicom import read_dicom_cine
     from .io_training import read_sunnybrook_contours
     from .segment import segment_cine
@@ -78,8 +80,16 @@ def evaluate_sunnybrook(study_dir, model=None, log=print, tta=True):
     log(f"Sunnybrook: LV cavity Dice {np.mean(lv):.3f} over {len(lv)} contoured frames "
         f"(min {np.min(lv):.3f}); myocardium Dice {np.mean(my):.3f} over {len(my)} ED frames "
         f"(min {np.min(my):.3f})")
+    # the same pooled per frame of the cycle (all contoured slices as one stack), as ACDC scores
+    stacks = {}
+    for name, masks, k in (("LV", cavity, LV_CAVITY), ("MYO", myo, MYOCARDIUM)):
+        for t in sorted({t for _, t in masks}):
+            keys = sorted(key for key in masks if key[1] == t)
+            stacks[f"{name} t={t}"] = dice(np.stack([seg.labels[tt, z] == k for z, tt in keys]),
+                                           np.stack([masks[key] for key in keys]))
+    log("  per stack (slices pooled): " + ", ".join(f"{k} {v:.3f}" for k, v in stacks.items()))
     return {"lv_dice": float(np.mean(lv)), "myo_dice_ed": float(np.mean(my)), "n_lv": len(lv),
-            "n_myo": len(my), "lv_per_frame": lv, "myo_per_frame": my}, seg, cine
+            "n_myo": len(my), "lv_per_frame": lv, "myo_per_frame": my, "per_stack": stacks}, seg, cine
 
 
 def add_evaluate_seg_parser(sub):
