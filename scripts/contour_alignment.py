@@ -35,10 +35,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-model", action="store_true", help="skip the segmentation model's cavities")
     args = ap.parse_args(argv)
-    from skimage.draw import polygon2mask
     from CardiacQuanLib.edge_alignment import edge_fit
     from CardiacQuanLib.io_dicom import read_dicom_cine
-    from CardiacQuanLib.io_training import _CONTOUR_NAME
+    from CardiacQuanLib.io_training import _CONTOUR_NAME, _polygon_mask
     from CardiacQuanLib.seg_data import _read_h5
     sb = SHARED / "sunnybrook"
     if not sb.is_dir():
@@ -50,12 +49,12 @@ def main(argv=None):
     for kind in "io":
         for txt in sorted(glob.glob(str(contour_dir / f"{kind}-contours" / "*.txt"))):
             z, t = imap[int(_CONTOUR_NAME.search(os.path.basename(txt)).group(1))]
-            files.setdefault(kind, []).append(((z, t), np.loadtxt(txt, ndmin=2)[:, ::-1]))
+            files.setdefault(kind, []).append(((z, t), txt))
     print("Sunnybrook SC-HF-I-1 manual contours, read with the first pixel's centre at:")
     for origin, label in ((0.0, "0 (pixel centres from 0)"), (0.5, "0.5 (pixel corners)"),
                           (1.0, "1 (pixel centres from 1; how the engine reads them)")):
         for kind, what, bright in (("i", "cavity", True), ("o", "epicardium", False)):
-            pairs = [(cine.image[t, z], polygon2mask(cine.frame_shape, rc - origin)) for (z, t), rc in files[kind]]
+            pairs = [(cine.image[t, z], _polygon_mask(txt, cine.frame_shape, origin)) for (z, t), txt in files[kind]]
             _report(f"  {label}, {what}", edge_fit(pairs, bright))
     if not args.no_model:
         from CardiacQuanLib import LV_CAVITY, MYOCARDIUM

@@ -109,8 +109,9 @@ def read_lvquan_mat(path) -> dict:
 _CONTOUR_NAME = re.compile(r"IM-\d+-(\d+)-([io])contour", re.IGNORECASE)
 
 
-def _polygon_mask(txt, shape):
-    """Pixels whose centres lie inside a Sunnybrook contour.
+def _polygon_mask(txt, shape, first_pixel=1.0):
+    """Pixels whose centres lie inside a Sunnybrook contour (first_pixel: the coordinate of the
+    first pixel's centre in the file; other values only to compare readings).
 
     The files count pixels from 1 (MATLAB's convention: the first pixel's centre is (1, 1)),
     which nothing in the data says; the images do.  Read from 0, the contours sit 0.4-0.5 px
@@ -126,7 +127,7 @@ def _polygon_mask(txt, shape):
         raise CardiacQuanError(f"{os.path.basename(txt)}: not a list of 'x y' points ({e})")
     if xy.shape[0] < 3 or xy.shape[1] != 2:
         raise CardiacQuanError(f"{os.path.basename(txt)}: needs at least 3 'x y' points")
-    return polygon2mask(shape, xy[:, ::-1] - 1.0)   # (row, col) = (y, x), 1-based -> 0-based
+    return polygon2mask(shape, xy[:, ::-1] - first_pixel)   # (row, col) = (y, x), now 0-based
 
 
 def read_sunnybrook_contours(contour_dir, cine: Cine):
