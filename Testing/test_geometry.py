@@ -285,6 +285,62 @@ def test_papillary_muscle_counts_as_cavity_and_stray_blobs_ignored():
     assert (sector_map(lab2, 1.0)[100:104, 110:113] == 0).all()
 
 
+def test_cavity_cut_by_a_muscle_band_or_met_at_a_corner_is_all_cavity():
+    """Blood cut off from the main cavity by a papillary muscle or trabecular band (or touching
+    it only at a corner) is still LV cavity: A1 counts it, A2 does not."""
+    rr, cc = np.mgrid[0:80, 0:80]
+    d = np.hypot(rr - 40, cc - 40)
+    lab = np.zeros((80, 80), np.uint8)
+    lab[d < 20] = 2
+    lab[d < 12] = 3
+    lab[np.hypot(rr - 40, cc - 10) < 8] = 1
+    ring = slice_indices(lab, 1.0)
+    band = lab.copy()
+    band[(rr == 40) & (lab == 3)] = 2                   # a 1-px band across the cavity
+    si = slice_indices(band, 1.0)
+    assert si.cavity_area[0] == (band == 3).sum() == (lab == 3).sum() - 23
+    assert si.myocardium_area[0] == (band == 2).sum()
+    np.testing.assert_allclose(si.rwt[0], ring.rwt[0], atol=0.05)
+    corner = lab.copy()                                  # quadrants meeting only diagonally
+    corner[(lab == 3) & (cc == 40) & (rr <= 40)] = 2
+    corner[(lab == 3) & (rr == 40) & (cc <= 40)] = 2
+    corner[(lab == 3) & (cc == 41) & (rr > 40)] = 2
+    corner[(lab == 3) & (rr == 41) & (cc > 41)] = 2
+    corner[40, 41] = corner[41, 40] = 3
+    assert slice_indices(corner, 1.0).cavity_area[0] == (corner == 3).sum()
+
+
+def test_septum_follows_the_whole_rv():
+    """180 deg is the LV -> RV centroid direction of the whole RV, however far it reaches, and
+    a frame's orientation does not depend on the other frames of the cine."""
+    rr, cc = np.mgrid[0:200, 0:200]
+    lab = np.zeros((200, 200), np.uint8)
+    lab[np.hypot(rr - 100, cc - 103) < 13] = 2
+    lab[np.hypot(rr - 100, cc - 100) < 8] = 3
+    lab[(cc >= 60) & (cc < 86) & (rr >= 95) & (rr < 195) & (lab == 0)] = 1   # long inferior RV
+    c, v = np.argwhere(lab == 3).mean(0), np.argwhere(lab == 1).mean(0)
+    expected = np.degrees(np.arctan2(-(v[0] - c[0]), v[1] - c[1])) % 360
+    alone = slice_indices(lab, 1.0)
+    assert alone.septum_angle_deg[0] == pytest.approx(expected, abs=1e-6)
+    big = np.where(lab == 1, 1, 0).astype(np.uint8)
+    big[np.hypot(rr - 100, cc - 103) < 22] = 2
+    big[np.hypot(rr - 100, cc - 100) < 17] = 3
+    both = slice_indices(np.stack([big, lab]), 1.0)
+    assert both.septum_angle_deg[1] == pytest.approx(expected, abs=1e-6)
+    np.testing.assert_allclose(both.rwt[1], alone.rwt[0], atol=1e-9)
+
+
+def test_a_stray_myocardium_speck_is_no_wall():
+    rr, cc = np.mgrid[0:100, 0:100]
+    lab = np.zeros((100, 100), np.uint8)
+    lab[np.hypot(rr - 50, cc - 50) < 12] = 3
+    lab[np.hypot(rr - 50, cc - 20) < 8] = 1
+    lab[5:9, 90:94] = 2                                  # far from the cavity
+    si = slice_indices(lab, 1.0)
+    assert si.valid[0] and si.cavity_area[0] == (lab == 3).sum()
+    assert np.isnan(si.myocardium_area[0]) and np.isnan(si.rwt[0]).all()
+
+
 def test_bad_inputs_are_refused():
     with pytest.raises(CardiacQuanError):
         slice_indices(np.zeros((2, 2, 16, 16), np.uint8), 1.0)
@@ -292,6 +348,18 @@ def test_bad_inputs_are_refused():
         slice_indices(np.zeros((16, 16), np.uint8), (1.0, 0.0))
     with pytest.raises(CardiacQuanError):
         slice_indices(np.zeros((16, 16), np.uint8), 1.0, step_deg=7.0)
+    with pytest.raises(CardiacQuanError, match="step_deg"):
+        slice_indices(np.zeros((16, 16), np.uint8), 1.0, step_deg=0)
+    with pytest.raises(CardiacQuanError, match="spacing"):
+        slice_indices(np.zeros((16, 16), np.uint8), (1.0, 1.0, 1.0))
+    lab = np.zeros((16, 16), np.int32)
+    lab[5:9, 5:9] = 259                                  # would wrap to 3 (cavity) as uint8
+    with pytest.raises(CardiacQuanError, match="0..255"):
+        slice_indices(lab, 1.0)
+    with pytest.raises(CardiacQuanError, match="direction"):
+        slice_indices(np.zeros((16, 16), np.uint8), 1.0, direction=np.zeros((3, 3)))
+    with pytest.raises(CardiacQuanError, match="direction"):
+        sector_map(np.zeros((16, 16), np.uint8), 1.0, direction=[1, 0, 0])
 
 
 def test_finer_rays_agree():

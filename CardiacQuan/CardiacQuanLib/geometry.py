@@ -152,11 +152,32 @@ def _check_inputs(labels, spacing):
         if not np.all(np.isfinite(lab)):
             raise CardiacQuanError("the label map holds NaN/infinite values")
         lab = np.rint(lab)
+    if lab.dtype.kind not in "biuf":
+        raise CardiacQuanError(f"labels must be numbers, got {lab.dtype}")
+    if lab.size and (lab.min() < 0 or lab.max() > 255):     # 259 must not wrap to 3 (cavity)
+        raise CardiacQuanError("label values must lie in 0..255 (0 background, 1 RV, 2 LV myocardium, "
+                               f"3 LV cavity); found {lab.min()}..{lab.max()}")
     lab = lab.astype(np.uint8, copy=False)
-    sp = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float), (2,)))
+    try:
+        sp = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, dtype=float), (2,)))
+    except (TypeError, ValueError):
+        raise CardiacQuanError(f"pixel spacing must be two positive numbers (row, column mm), got {spacing}") from None
     if not all(np.isfinite(sp)) or min(sp) <= 0:
         raise CardiacQuanError(f"pixel spacing must be two positive numbers, got {spacing}")
     return lab, sp
+
+
+def _check_direction(direction):
+    """None, or a 3x3 matrix whose in-plane columns are usable directions."""
+    if direction is None:
+        return None
+    try:
+        d = np.asarray(direction, dtype=float).reshape(3, 3)
+    except (TypeError, ValueError):
+        raise CardiacQuanError(f"direction must be a 3x3 matrix, got {direction!r}") from None
+    if not np.all(np.isfinite(d)) or min(np.linalg.norm(d[:, 0]), np.linalg.norm(d[:, 1])) < 1e-6:
+        raise CardiacQuanError("direction: the row and column directions must be finite, non-zero vectors")
+    return d
 
 
 _PLANE = np.zeros((3, 3, 3), bool)
@@ -199,18 +220,21 @@ def _largest_per_frame(mask):
 def _lv_regions(lab):
     """(cavity, epi) filled boolean stacks of a (T, R, C) label crop.
 
-    Cavity = largest connected cavity component with its holes filled (papillary muscles and
-    trabeculations count as cavity).  Epi = everything inside the epicardium: the filled
-    union of cavity and myocardium, restricted to the component holding the cavity, so stray
-    myocardium blobs elsewhere do not count.
+    The largest connected cavity component anchors the LV.  Epi = everything inside the
+    epicardium: the filled union of that cavity and the myocardium, restricted to the
+    component holding it, so stray myocardium blobs elsewhere do not count.  Cavity = every
+    cavity-labelled part inside the epicardium (a pocket of blood behind a papillary muscle,
+    parts joined only at a corner), holes filled: papillary muscles and trabeculations count
+    as cavity.
     """
-    cav = _fill_holes(_largest_per_frame(lab == LV_CAVITY))
+    main = _largest_per_frame(lab == LV_CAVITY)
 
-    def touching_cavity(comp, n):
+    def touching_main(comp, n):
         lut = np.zeros(n + 1, bool)
-        lut[comp[cav]] = True
+        lut[comp[main]] = True
         return lut
-    epi = _keep_labels(_fill_holes(cav | (lab == MYOCARDIUM)), touching_cavity)
+    epi = _keep_labels(_fill_holes(main | (lab == MYOCARDIUM)), touching_main)
+    cav = _fill_holes(main | ((lab == LV_CAVITY) & epi))
     return cav, epi
 
 
@@ -309,12 +333,10 @@ def _prepare(lab, sigma):
     cav, epi = _lv_regions(crop)
     off = np.array([r0, c0], float)            # crop pixel (0, 0) in frame pixels
     n_cav, centre = _centroids(cav)
-    # the RV lies against the LV: look for it within one LV box size around the LV box (also
-    # keeps far-away spurious RV blobs out of the centroid, and saves time on large frames)
-    h, w = r1 - r0, c1 - c0
-    wr0, wc0 = max(r0 - h, 0), max(c0 - w, 0)
-    _, rv_rc = _centroids(lab[:, wr0:max(r1 + h, 0), wc0:max(c1 + w, 0)] == RV)
-    return crop, cav, epi, n_cav, centre + off, rv_rc + [wr0, wc0], off
+    # the whole RV of each frame, as the definition says: a window around the LV cut long
+    # RVs short and made one frame's angle depend on the other frames' LV size
+    _, rv_rc = _centroids(lab == RV)
+    return crop, cav, epi, n_cav, centre + off, rv_rc, off
 
 
 def slice_indices(labels, spacing, direction=None, step_deg: float = 1.0,
@@ -329,7 +351,8 @@ def slice_indices(labels, spacing, direction=None, step_deg: float = 1.0,
     myocardium keep the cavity indices and get NaN myocardium area and wall thicknesses.
     """
     lab, sp = _check_inputs(labels, spacing)
-    n_sector = 60.0 / float(step_deg)
+    direction = _check_direction(direction)
+    n_sector = 60.0 / float(step_deg) if float(step_deg) > 0 else np.nan
     if not np.isfinite(n_sector) or n_sector < 1 or abs(n_sector - round(n_sector)) > 1e-9:
         raise CardiacQuanError(f"step_deg must divide 60 degrees evenly, got {step_deg}")
     n_rays = 6 * int(round(n_sector))
@@ -373,8 +396,9 @@ def slice_indices(labels, spacing, direction=None, step_deg: float = 1.0,
             w = np.nanmean((r_epi - r_endo).reshape(T, 6, k), axis=2)      # alpha bins of 60 deg
         out["dims"][v] = d[v]
         out["rwt"][v] = w[v][:, [3, 4, 5, 0, 1, 2]]    # bins AL, A, AS, IS, I, IL -> RWT1..6
-        no_myo = v & ~(lab == MYOCARDIUM).any(axis=(1, 2))   # a cavity drawn without its wall:
-        out["myocardium_area"][no_myo] = np.nan            # not measurable, never 0 mm
+        no_myo = v & (epi.sum(axis=(1, 2)) == n_cav)      # a cavity drawn without its wall (a
+        out["myocardium_area"][no_myo] = np.nan            # myocardium speck elsewhere is no wall):
+                                                           # not measurable, never 0 mm
         out["rwt"][no_myo] = np.nan
     if v.any():
         areas = np.where(v, out["cavity_area"], np.nan)
@@ -395,6 +419,7 @@ def sector_map(labels2d, spacing, direction=None, septum_angle_deg=None) -> np.n
     cavity (as in the areas) and get 0.
     """
     lab, sp = _check_inputs(labels2d, spacing)
+    direction = _check_direction(direction)
     if lab.shape[0] != 1:
         raise CardiacQuanError(f"sector_map takes one 2-D frame, got shape {np.shape(labels2d)}")
     out = np.zeros(lab.shape[1:], dtype=np.uint8)
