@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import warnings
 import platform
 from collections import Counter
 from pathlib import Path
@@ -47,8 +48,11 @@ def write_indices_csv(result, path):
             for t in range(cine.n_frames):
                 w.writerow([z, _fmt(pos[z]), t, _fmt(cine.times_ms[t], 1)]
                            + [_fmt(v) for v in arr[t]]
-                           + [int(idx.phase[t]), _fmt(idx.septum_angle_deg[t], 1), idx.orientation_source[t],
-                              int(bool(idx.mirrored[t])), int(bool(idx.valid[t])),
+                           # phase is a time in the slice's cycle, so a frame without LV still has
+                           # one; a slice without LV in any frame has none (empty, never -1)
+                           + ["" if idx.phase[t] < 0 else int(idx.phase[t]), _fmt(idx.septum_angle_deg[t], 1),
+                              idx.orientation_source[t], int(bool(idx.mirrored[t])) if idx.valid[t] else "",
+                              int(bool(idx.valid[t])),
                               _source_summary(result.sources[z])])
 
 
@@ -102,7 +106,11 @@ def summary_dict(result, input_path=None):
         "times_ms": [round(float(t), 1) for t in cine.times_ms], "times_known": bool(cine.times_known),
         "ed_frame": _frame_or_none(result.ed_frame), "es_frame": _frame_or_none(result.es_frame),
         "ed_es_from": "LV cavity volume of the stack" if result.volumes else f"cavity area of slice {result.mid_slice}",
-        "mid_slice": result.mid_slice, "mid_slice_ed_indices": mid_ed, "mid_slice_es_indices": mid_es,
+        "mid_slice": result.mid_slice,
+        # the mid slice's own ED/ES (largest/smallest cavity area of that slice), which can differ
+        # from the study's ED/ES above (from the stack's volume); the figures show these frames
+        "mid_slice_ed_frame": _frame_or_none(mid.ed), "mid_slice_es_frame": _frame_or_none(mid.es),
+        "mid_slice_ed_indices": mid_ed, "mid_slice_es_indices": mid_es,
         "slices": slices, "volumes": result.volumes,
         "segmented_by": result.segmented_by,
         "frames_without_lv": ([[int(t), int(z)] for t, z in zip(*np.nonzero(~result.lv_found[:, result.slices]))]
@@ -112,6 +120,10 @@ def summary_dict(result, input_path=None):
         "software_version": __version__, "model": model_info() if result.segmented_by == "network" else {},
         "python": platform.python_version(),
     }
+
+
+def _mm2(v):
+    return f"{v:.0f} mm²" if np.isfinite(v) else "not measurable"
 
 
 def write_figures(result, outdir):
@@ -137,7 +149,7 @@ def write_figures(result, outdir):
     for t, name in ((idx.ed, "ED"), (idx.es, "ES")):
         if t >= 0:
             ax.axvline(x[t], color="k", ls="--", lw=1)
-            ax.annotate(f"{name} (frame {t})", (x[t], ax.get_ylim()[1]), ha="center", va="bottom", fontsize=8)
+            ax.annotate(f"slice {name} (frame {t})", (x[t], ax.get_ylim()[1]), ha="center", va="bottom", fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("area (mm²)")
     ax.set_title(f"Phase curve, slice {z} (grey: systole)", fontsize=10, pad=14)
@@ -168,8 +180,8 @@ def write_figures(result, outdir):
         for k, col in ((3, "#ff3030"), (1, "#30a0ff")):
             for c in measure.find_contours((lab[sl] == k).astype(float), 0.5):
                 a.plot(c[:, 1], c[:, 0], color=col, lw=1)
-        a.set_title(f"{name}, frame {t}\ncavity {idx.cavity_area[t]:.0f} mm², "
-                    f"myocardium {idx.myocardium_area[t]:.0f} mm²", fontsize=9)
+        a.set_title(f"{name} of this slice, frame {t}\ncavity {_mm2(idx.cavity_area[t])}, "
+                    f"myocardium {_mm2(idx.myocardium_area[t])}", fontsize=9)
     handles = [matplotlib.patches.Patch(color=c, label=f"RWT{k + 1} {n}") for k, (c, n) in
                enumerate(zip(SECTOR_COLOURS, SECTOR_NAMES))]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
@@ -186,9 +198,14 @@ def write_outputs(result, outdir, input_path=None, figures=True):
     outdir = Path(outdir)
     prepare_output_dir(outdir, [input_path] if input_path else [])
     write_indices_csv(result, outdir / "indices.csv")
+    with warnings.catch_warnings(record=True) as caught:   # a stack a volume file cannot hold
+        warnings.simplefilter("always")                      # exactly belongs in the summary too
+        write_labels(result.labels, result.cine, str(outdir / "segmentation.nii.gz"))
+        write_labels(result.sectors, result.cine, str(outdir / "sectors.nii.gz"))
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        result.warnings.append(f"segmentation.nii.gz, sectors.nii.gz: {message} (slice positions then differ "
+                               "from the input's; indices.csv and summary.json keep the true ones)")
     (outdir / "summary.json").write_text(json.dumps(summary_dict(result, input_path), indent=2))
-    write_labels(result.labels, result.cine, str(outdir / "segmentation.nii.gz"))
-    write_labels(result.sectors, result.cine, str(outdir / "sectors.nii.gz"))
     save_results_npz(outdir / "results.npz", result.labels, result.sectors)
     if figures:
         write_figures(result, outdir)
