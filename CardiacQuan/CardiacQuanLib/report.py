@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import warnings
 import platform
+import warnings
 from collections import Counter
 from pathlib import Path
 
