@@ -88,12 +88,9 @@ def _myocardium_areas(idx: SliceIndices, lab_tz, spacing):
     """A2 where the frame has a cavity; elsewhere the largest piece of myocardium the labels hold
     (the apical cap, solid muscle with no cavity, belongs to the LV mass; stray specks do not, as
     in A2), 0 when none."""
-    from scipy import ndimage
-    out = np.array(idx.myocardium_area, float)
-    for t in np.flatnonzero(~idx.valid):
-        comp, n = ndimage.label(lab_tz[t] == MYOCARDIUM)
-        out[t] = np.bincount(comp.ravel())[1:].max() * float(spacing[0]) * float(spacing[1]) if n else 0.0
-    return out
+    from .geometry import _largest_per_frame
+    cap = _largest_per_frame(lab_tz == MYOCARDIUM).sum(axis=(1, 2)) * float(spacing[0]) * float(spacing[1])
+    return np.where(idx.valid, idx.myocardium_area, cap)
 
 
 def _stack_sum(areas, slabs):
