@@ -9,7 +9,7 @@ Module layout (Slicer's scripted-module template):
 The engine (``CardiacQuanLib``, a plain Python package shipped in the module folder) runs in a
 separate process -- Slicer's own Python (``PythonSlicer``) inside Slicer, ``sys.executable``
 elsewhere -- and the two sides exchange files through a temporary folder.  This file imports
-nothing from the engine but ``CardiacQuanLib.exchange`` (numpy only), so it loads even before the
+nothing from the engine but ``cardiacquan.contract`` (numpy only), so it loads even before the
 engine's Python requirements are installed.
 
 Outside the Slicer application (the ``slicer-core`` wheel used by the tests and batch scripts)
@@ -46,7 +46,7 @@ _MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
 if _MODULE_DIR not in sys.path:  # CardiacQuanLib lives next to this file (repo and Slicer install alike)
     sys.path.insert(0, _MODULE_DIR)
 
-from CardiacQuanLib import exchange  # noqa: E402  (numpy only)
+from cardiacquan import contract  # noqa: E402  (numpy only)
 
 try:  # inside the Slicer application
     import qt

@@ -250,7 +250,7 @@ def phantom(seed=3, n_frames=12, n_slices=3):
     """(image, labels, ijk_to_ras, times_ms, source): the project's phantom generator when it exists,
     else the numpy phantom of the module's self-test."""
     try:
-        from CardiacQuanLib.phantom import make_phantom  # noqa: WPS433
+        from cardiacquan.synthetic.phantom import make_phantom  # noqa: WPS433
     except ImportError:
         make_phantom = None
     if make_phantom is not None:
@@ -259,7 +259,7 @@ def phantom(seed=3, n_frames=12, n_slices=3):
         m = ijk_to_ras_from_geometry(cine.spacing, cine.origins, cine.direction,
                                      cine.slice_thickness or 8.0)
         return (np.asarray(cine.image, np.float32), np.asarray(p.labels, np.uint8), m,
-                np.asarray(cine.times_ms, float), "CardiacQuanLib.phantom")
+                np.asarray(cine.times_ms, float), "cardiacquan.synthetic.phantom")
     module = load_module()
     image, labels, _, _ = module.makePhantomCine(nFrames=n_frames, nSlices=n_slices, seed=seed)
     return image, labels, default_ijk_to_ras(), np.arange(n_frames) * 40.0, "makePhantomCine"
@@ -364,7 +364,7 @@ FAKE_ENGINE_MAIN = textwrap.dedent('''
     """Stand-in engine for tests: numpy only. Mode from $CQFAKE_MODE: ok, error, hang, badresults."""
     import argparse, csv, json, os, subprocess, sys, time
     import numpy as np
-    from CardiacQuanLib import exchange
+    from cardiacquan import contract
 
     def progress(done, total, msg):
         print(exchange.progress_line(done, total, msg), file=sys.stderr, flush=True)

@@ -10,16 +10,16 @@ import sys
 import numpy as np
 import pytest
 
-from CardiacQuanLib.io_volume import write_cine, write_labels
-from CardiacQuanLib.phantom import make_phantom
-from CardiacQuanLib.report import CSV_COLUMNS
+from cardiacquan.io.volume import write_cine, write_labels
+from cardiacquan.synthetic.phantom import make_phantom
+from cardiacquan.io.results import CSV_COLUMNS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=os.path.join(REPO, "CardiacQuan"), TF_CPP_MIN_LOG_LEVEL="3")
 
 
 def run(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "CardiacQuanLib", *map(str, args)], env=ENV,
+    return subprocess.run([sys.executable, "-m", "cardiacquan", *map(str, args)], env=ENV,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -128,7 +128,7 @@ def test_bad_input_gives_one_clear_error_line(case, tmp_path, phantom_files):
 
 
 def test_source_cell_names_the_common_source_then_the_exceptions():
-    from CardiacQuanLib.report import _source_summary
+    from cardiacquan.io.results import _source_summary
     assert _source_summary(["geometry"] * 11) == "geometry"
     src = ["geometry"] * 6 + ["fusion 0.4*network+0.6*geometry"] + ["geometry"] * 4
     assert _source_summary(src) == "geometry (RWT2: fusion 0.4*network+0.6*geometry)"
@@ -176,7 +176,7 @@ def _cylinder_stack(n_slices=7, n_frames=3, n=64):
     """Labels of a cylinder LV (same areas on every slice), 10 mm apart, the last slice an apical
     cap of solid myocardium; the cine of it, and the same with the 30 mm slice left out."""
     import dataclasses
-    from CardiacQuanLib.cine import Cine
+    from cardiacquan.io.cine import Cine
     rr, cc = np.mgrid[0:n, 0:n]
     d = np.hypot(rr - 32, cc - 32)
     lab = np.zeros((n_frames, n_slices, n, n), np.uint8)
@@ -197,7 +197,8 @@ def test_volumes_keep_the_slab_of_a_missing_slice_and_count_the_apical_cap():
     """Each slice counts for half the distance to each neighbour: a stack the reader left a
     slice out of keeps that slice's slab (the median spacing for every slice lost it, -17 to
     -21 % of EDV); solid myocardium on a slice without cavity is in the mass."""
-    from CardiacQuanLib.pipeline import quantify, slice_slabs_mm
+    from cardiacquan.measure.volumes import slice_slabs_mm
+    from cardiacquan.pipeline import quantify
     np.testing.assert_allclose(slice_slabs_mm([0, 10, 20, 40, 50]), [10, 10, 15, 15, 10])
     np.testing.assert_allclose(slice_slabs_mm([0, 10, 20, 30]), [10, 10, 10, 10])
     d, cine, lab, part, part_lab = _cylinder_stack()
@@ -220,8 +221,8 @@ def test_report_of_an_uneven_stack_says_what_its_files_cannot_hold(tmp_path):
     """Rows of a slice without LV have no phase (not -1) and no mirroring flag; the mid slice's
     own ED/ES are named; label files that cannot keep uneven slice positions say so in the
     summary, not only on stderr."""
-    from CardiacQuanLib.pipeline import quantify
-    from CardiacQuanLib.report import write_outputs
+    from cardiacquan.pipeline import quantify
+    from cardiacquan.io.results import write_outputs
     _, _, _, cine, lab = _cylinder_stack()
     res = quantify(cine, labels=lab, use_quan_net=False)
     write_outputs(res, tmp_path / "out", figures=True)
@@ -238,8 +239,8 @@ def test_report_of_an_uneven_stack_says_what_its_files_cannot_hold(tmp_path):
 
 
 def test_volumes_skip_frames_with_a_gap_in_the_stack_and_no_lv_is_an_error(phantom_files):
-    from CardiacQuanLib import CardiacQuanError
-    from CardiacQuanLib.pipeline import quantify
+    from cardiacquan import CardiacQuanError
+    from cardiacquan.pipeline import quantify
     ph = phantom_files[0]
     full = quantify(ph.cine, labels=ph.labels, use_quan_net=False)
     assert all(v is not None for v in full.volumes["cavity_volume_ml"])
@@ -273,11 +274,11 @@ def test_volumes_skip_frames_with_a_gap_in_the_stack_and_no_lv_is_an_error(phant
     (["evaluate", "--set", "phantom", "--model", "SEG"], "beside it"),
 ])
 def test_training_and_evaluation_commands_refuse_bad_arguments_before_any_work(args, says, tmp_path):
-    from CardiacQuanLib.segment import default_model_dir
+    from cardiacquan.segmentation.inference import default_model_dir
     bundled = {p.name: sha(p) for p in default_model_dir().iterdir() if p.is_file()}
     (tmp_path / "bad.npz").write_text("not numpy")
     swap = {"BAD": tmp_path / "bad.npz", "NEW": tmp_path / "new.npz", "SEG": default_model_dir() / "seg_model.keras"}
-    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", *[str(swap.get(a, a)) for a in args]], env=ENV,
+    r = subprocess.run([sys.executable, "-m", "cardiacquan", *[str(swap.get(a, a)) for a in args]], env=ENV,
                        cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     last = r.stderr.strip().splitlines()[-1]
@@ -287,6 +288,6 @@ def test_training_and_evaluation_commands_refuse_bad_arguments_before_any_work(a
 
 
 def test_train_quan_writes_to_the_working_folder_unless_told_otherwise():
-    from CardiacQuanLib.cli import build_parser
+    from cardiacquan.cli import build_parser
     args = build_parser().parse_args(["train-quan"])
     assert args.out == "quan_net.keras" and args.phantoms == (60, 10, 10)

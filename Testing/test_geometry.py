@@ -9,8 +9,8 @@ fine quadrature of the analytic border radii, never by re-measuring masks.
 import numpy as np
 import pytest
 
-from CardiacQuanLib import CardiacQuanError
-from CardiacQuanLib.geometry import is_mirrored, sector_map, slice_indices
+from cardiacquan import CardiacQuanError
+from cardiacquan.measure.indices import is_mirrored, sector_map, slice_indices
 
 FINE = 360000                      # quadrature points (0.001 deg)
 ALPHA = np.deg2rad((np.arange(FINE) + 0.5) * 360.0 / FINE)

@@ -9,8 +9,8 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from CardiacQuanLib import CardiacQuanError
-from CardiacQuanLib.io_dicom import read_dicom_cine
+from cardiacquan import CardiacQuanError
+from cardiacquan.io.dicom import read_dicom_cine
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 SUNNYBROOK = os.path.join(SHARED, "sunnybrook", "dicoms", "SCD0000101")

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from CardiacQuanLib import LV_CAVITY, MYOCARDIUM, CardiacQuanError
-from CardiacQuanLib.cine import Cine
-from CardiacQuanLib.io_training import (acdc_assumed_spacing, read_acdc_h5, read_lvquan_mat,
+from cardiacquan import CardiacQuanError
+from cardiacquan.contract import LV_CAVITY, MYOCARDIUM
+from cardiacquan.io.cine import Cine
+from cardiacquan.io.datasets import (acdc_assumed_spacing, read_acdc_h5, read_lvquan_mat,
                                         read_sunnybrook_contours)
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
@@ -125,7 +126,7 @@ def test_sunnybrook_contours_synthetic(tmp_path):
 def test_sunnybrook_contours_real():
     if not os.path.isdir(SUNNYBROOK):
         pytest.skip(f"../shared/data not present (user clone): {SUNNYBROOK}")
-    from CardiacQuanLib.io_dicom import read_dicom_cine
+    from cardiacquan.io.dicom import read_dicom_cine
     cine = read_dicom_cine(os.path.join(SUNNYBROOK, "dicoms", "SCD0000101"))
     cavity, myo = read_sunnybrook_contours(os.path.join(SUNNYBROOK, "contourfiles", "SC-HF-I-1"), cine)
     assert len(cavity) == 18 and len(myo) == 9
@@ -150,7 +151,7 @@ def _disk_image(centre, radius, shape=(96, 96), supersample=8, noise=4.0, seed=0
 
 
 def test_edge_fit_finds_a_known_translation():
-    from CardiacQuanLib.edge_alignment import edge_fit
+    from cardiacquan.evaluation.edge_alignment import edge_fit
     pairs = []
     for k, (cy, cx, r) in enumerate([(47.3, 48.6, 14.0), (50.8, 45.2, 20.5), (44.1, 49.9, 11.2)]):
         img = _disk_image((cy, cx), r, seed=k)
@@ -171,8 +172,8 @@ def test_sunnybrook_contours_sit_on_their_image():
     shift reads as in this fit."""
     if not os.path.isdir(SUNNYBROOK):
         pytest.skip(f"../shared/data not present (user clone): {SUNNYBROOK}")
-    from CardiacQuanLib.edge_alignment import edge_fit
-    from CardiacQuanLib.io_dicom import read_dicom_cine
+    from cardiacquan.evaluation.edge_alignment import edge_fit
+    from cardiacquan.io.dicom import read_dicom_cine
     cine = read_dicom_cine(os.path.join(SUNNYBROOK, "dicoms", "SCD0000101"))
     cavity, _ = read_sunnybrook_contours(os.path.join(SUNNYBROOK, "contourfiles", "SC-HF-I-1"), cine)
     as_read = edge_fit([(cine.image[t, z], m) for (z, t), m in cavity.items()])

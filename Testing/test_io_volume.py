@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from CardiacQuanLib import CardiacQuanError
-from CardiacQuanLib.cine import Cine
-from CardiacQuanLib.io_cine import read_cine, read_labels, write_cine, write_labels
-from CardiacQuanLib.io_volume import read_sequence_nrrd, read_volume
+from cardiacquan import CardiacQuanError
+from cardiacquan.io.cine import Cine
+from cardiacquan.io.files import read_cine, read_labels, write_cine, write_labels
+from cardiacquan.io.volume import read_sequence_nrrd, read_volume
 
 T, Z, R, C = 5, 4, 12, 10
 

@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from CardiacQuanLib import LV_CAVITY, MYOCARDIUM, RV, CardiacQuanError
-from CardiacQuanLib.geometry import slice_indices
-from CardiacQuanLib.phantom import make_phantom
-from CardiacQuanLib.phase import phase_from_areas
+from cardiacquan import CardiacQuanError
+from cardiacquan.contract import LV_CAVITY, MYOCARDIUM, RV
+from cardiacquan.measure.indices import slice_indices
+from cardiacquan.synthetic.phantom import make_phantom
+from cardiacquan.measure.phase import phase_from_areas
 
 
 def measured_errors(ph, z):

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from CardiacQuanLib import CardiacQuanError
-from CardiacQuanLib.phase import phase_from_areas, phase_from_ed_es
-from CardiacQuanLib.phantom import area_curve
+from cardiacquan import CardiacQuanError
+from cardiacquan.measure.phase import phase_from_areas, phase_from_ed_es
+from cardiacquan.synthetic.phantom import area_curve
 
 
 def test_simple_curve():

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from CardiacQuanLib import LV_CAVITY, MYOCARDIUM, RV
-from CardiacQuanLib.pseudo_cine import make_pseudo_cine, morph_labels, quantifiable, volume_curve
-from CardiacQuanLib.quan_data import simulated_segmentation, split_patients, usable_pair
+from cardiacquan.contract import LV_CAVITY, MYOCARDIUM, RV
+from cardiacquan.synthetic.pseudo_cine import make_pseudo_cine, morph_labels, quantifiable, volume_curve
+from cardiacquan.training.quan_data import simulated_segmentation, split_patients, usable_pair
 
 SP = (1.4, 1.4)
 
@@ -50,7 +50,7 @@ def test_morph_reproduces_ed_es_and_follows_the_curve():
 
 
 def test_morph_needs_a_cavity_in_both_frames():
-    from CardiacQuanLib import CardiacQuanError
+    from cardiacquan import CardiacQuanError
     empty = np.zeros((96, 96), np.uint8)
     with pytest.raises(CardiacQuanError):
         morph_labels(ring(), empty, SP, np.linspace(1, 0, 5))

@@ -5,8 +5,8 @@ import argparse
 import numpy as np
 import pytest
 
-from CardiacQuanLib.evaluate_quan import format_table, lvquan_table
-from CardiacQuanLib.quan_fusion import apply_fusion, choose_fusion, source_label
+from cardiacquan.evaluation.quan import format_table, lvquan_table
+from cardiacquan.quannet.fusion import apply_fusion, choose_fusion, source_label
 
 TINY = dict(channels=(4, 4, 8), head_units=8)
 
@@ -62,7 +62,7 @@ def test_fusion_picks_the_better_source_per_index_and_never_loses_on_its_data():
 def write_lvquan_mat(path, n_subjects=5, seed=0):
     """A small file in the LVQuan18 layout (80x80 frames, 20 per subject, normalised indices)."""
     import scipy.io
-    from CardiacQuanLib.geometry import slice_indices
+    from cardiacquan.measure.indices import slice_indices
     rng = np.random.default_rng(seed)
     N = 20 * n_subjects
     img = np.zeros((80, 80, N), np.float32)
@@ -98,7 +98,7 @@ def write_lvquan_mat(path, n_subjects=5, seed=0):
 
 
 def test_lvquan_protocol_on_a_small_generated_file(tmp_path):
-    from CardiacQuanLib.quan_train import add_train_quan_parser, lvquan_arrays, lvquan_cv
+    from cardiacquan.training.quan_train import add_train_quan_parser, lvquan_arrays, lvquan_cv
     path = write_lvquan_mat(tmp_path / "cardiac-dig.mat")
     d = lvquan_arrays(path)
     assert d["x"].shape == (5, 20, 80, 80, 2) and d["y_mm"].shape == (5, 20, 11)
@@ -120,9 +120,9 @@ def test_lvquan_protocol_on_a_small_generated_file(tmp_path):
 
 
 def test_evaluate_command_on_a_prepared_set(tmp_path, capsys):
-    from CardiacQuanLib.evaluate_quan import add_evaluate_parser
-    from CardiacQuanLib.quan_data import phantom_samples, stack_samples
-    from CardiacQuanLib.quan_net import QuanNet, build_quan_net, save_quan_net
+    from cardiacquan.evaluation.quan import add_evaluate_parser
+    from cardiacquan.training.quan_data import phantom_samples, stack_samples
+    from cardiacquan.quannet.network import QuanNet, build_quan_net, save_quan_net
     d = stack_samples(phantom_samples([7], "test", simulate=True, size=(128, 128), spacing=1.6))
     np.savez_compressed(tmp_path / "set.npz", meta=np.array("{}"), **d)
     qn = QuanNet(build_quan_net(**TINY), norm_mean=np.r_[900, 600, np.full(9, 20.0)],
@@ -146,11 +146,11 @@ def test_pipeline_uses_bundled_weights_and_says_where_final_values_come_from(tmp
     choice, sources per index, the choice and its figures in the info; none there -> geometry."""
     import json
 
-    from CardiacQuanLib import quan_fusion
-    from CardiacQuanLib.phantom import make_phantom
-    from CardiacQuanLib.pipeline import quantify
-    from CardiacQuanLib.quan_net import INDEX_NAMES, QuanNet, build_quan_net, save_quan_net
-    from CardiacQuanLib.segment import load_seg_model
+    from cardiacquan.quannet import fusion
+    from cardiacquan.synthetic.phantom import make_phantom
+    from cardiacquan.pipeline import quantify
+    from cardiacquan.quannet.network import INDEX_NAMES, QuanNet, build_quan_net, save_quan_net
+    from cardiacquan.segmentation.inference import load_seg_model
     ph = make_phantom(seed=3, n_frames=20, n_slices=1, size=(128, 128), spacing=1.5, noise=0, bias=0)
     seg = load_seg_model()                                         # the bundled one, before the folder moves
     monkeypatch.setenv("CARDIACQUAN_MODEL_DIR", str(tmp_path))
@@ -179,7 +179,7 @@ def test_pipeline_uses_bundled_weights_and_says_where_final_values_come_from(tmp
     info = res2.quan_info["quan_net"]
     assert info["index_sources"]["A1"] == "network" and info["chosen_on"] == "test holdout"
     assert info["validation"]["val"]["acdc-seg"]["final"]["group_mae"]["dims"] == 1.2
-    from CardiacQuanLib.report import summary_dict, write_indices_csv
+    from cardiacquan.io.results import summary_dict, write_indices_csv
     write_indices_csv(res2, tmp_path / "indices.csv")
     head, first = (tmp_path / "indices.csv").read_text().splitlines()[:2]
     assert head.endswith(",source") and "network" in first.split(",")[-1]
@@ -198,7 +198,7 @@ def test_train_quan_in_the_background_logs_the_protocol(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.path.join(repo, "CardiacQuan"), TF_CPP_MIN_LOG_LEVEL="3")
     path = write_lvquan_mat(tmp_path / "cardiac-dig.mat")
     log, js = tmp_path / "quan.log", tmp_path / "cv.json"
-    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "train-quan", "--lvquan", str(path), "--folds", "5",
+    r = subprocess.run([sys.executable, "-m", "cardiacquan", "train-quan", "--lvquan", str(path), "--folds", "5",
                         "--epochs", "1", "--json", str(js), "--background", "--log", str(log)],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

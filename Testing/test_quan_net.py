@@ -3,8 +3,8 @@ architecture, save/load, prediction in mm, phase decoding, and a tiny training t
 import numpy as np
 import pytest
 
-from CardiacQuanLib.phantom import make_phantom
-from CardiacQuanLib.quan_net import (QuanNet, build_quan_net, crop_geometry, decode_phase, from_scale_free,
+from cardiacquan.synthetic.phantom import make_phantom
+from cardiacquan.quannet.network import (QuanNet, build_quan_net, crop_geometry, decode_phase, from_scale_free,
                                      load_quan_net, predict_indices, prepare_masks, resample_time, save_quan_net,
                                      to_scale_free)
 
@@ -119,8 +119,8 @@ def test_save_load_and_predict_in_mm_for_another_number_of_frames(tmp_path):
 
 def test_a_tiny_training_learns():
     """Loss falls on a handful of phantom cines (mechanics of the loop, not accuracy)."""
-    from CardiacQuanLib.quan_data import phantom_samples, stack_samples
-    from CardiacQuanLib.quan_train import fit_network
+    from cardiacquan.training.quan_data import phantom_samples, stack_samples
+    from cardiacquan.training.quan_train import fit_network
     d = stack_samples(phantom_samples(range(300, 304), "train", simulate=False, size=(128, 128), spacing=1.6))
     logs = []
     qn, hist = fit_network(d["x"], d["y_mm"], d["scale_mm"], d["phase"], epochs=6, batch_size=2, lr=3e-3, seed=0,
@@ -132,9 +132,9 @@ def test_a_tiny_training_learns():
 
 def test_training_continues_from_saved_weights(tmp_path):
     """--init-weights: the second run starts from the first run's weights, not from scratch."""
-    from CardiacQuanLib.quan_data import phantom_samples, stack_samples
-    from CardiacQuanLib.quan_net import save_quan_net
-    from CardiacQuanLib.quan_train import fit_network
+    from cardiacquan.training.quan_data import phantom_samples, stack_samples
+    from cardiacquan.quannet.network import save_quan_net
+    from cardiacquan.training.quan_train import fit_network
     d = stack_samples(phantom_samples(range(310, 312), "train", simulate=False, size=(128, 128), spacing=1.6))
     args = (d["x"], d["y_mm"], d["scale_mm"], d["phase"])
     first, _ = fit_network(*args, epochs=1, batch_size=2, lr=3e-3, seed=0, log=lambda *a: None, model_kw=TINY)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from CardiacQuanLib import LV_CAVITY, MYOCARDIUM, RV
-from CardiacQuanLib.cine import Cine
-from CardiacQuanLib.evaluate_seg import dice
-from CardiacQuanLib.phantom import make_phantom
-from CardiacQuanLib.segment import clean_labels, segment_cine
+from cardiacquan.contract import LV_CAVITY, MYOCARDIUM, RV
+from cardiacquan.io.cine import Cine
+from cardiacquan.evaluation.seg import dice
+from cardiacquan.synthetic.phantom import make_phantom
+from cardiacquan.segmentation.inference import clean_labels, segment_cine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=os.path.join(REPO, "CardiacQuan"), TF_CPP_MIN_LOG_LEVEL="3")
@@ -77,13 +77,13 @@ def _sha(path):
 
 def test_segment_cli_writes_labels_in_input_geometry(tmp_path):
     import SimpleITK as sitk
-    from CardiacQuanLib.io_volume import write_cine
+    from cardiacquan.io.volume import write_cine
     ph = make_phantom(seed=11, n_frames=4, n_slices=2, spacing=(1.3, 1.3), oblique=True)
     src = tmp_path / "cine.nii.gz"
     write_cine(ph.cine, str(src))
     before = _sha(src)
     out = tmp_path / "labels.nii.gz"
-    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "segment", str(src), "-o", str(out)],
+    r = subprocess.run([sys.executable, "-m", "cardiacquan", "segment", str(src), "-o", str(out)],
                        env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert _sha(src) == before
@@ -98,7 +98,7 @@ def test_segment_cli_writes_labels_in_input_geometry(tmp_path):
 
 
 def test_real_acdc_stack(seg_model):
-    from CardiacQuanLib.seg_data import _read_h5, assumed_spacing
+    from cardiacquan.training.seg_data import _read_h5, assumed_spacing
     path = shared_path("acdc", "data", "patient028_frame01.h5")
     img, lab = _read_h5(path)
     sp = assumed_spacing(img.shape)
@@ -110,8 +110,8 @@ def test_real_acdc_stack(seg_model):
 
 
 def test_real_sunnybrook_mid_slice(seg_model):
-    from CardiacQuanLib.io_dicom import read_dicom_cine
-    from CardiacQuanLib.io_training import read_sunnybrook_contours
+    from cardiacquan.io.dicom import read_dicom_cine
+    from cardiacquan.io.datasets import read_sunnybrook_contours
     d = shared_path("sunnybrook", "dicoms", "SCD0000101")
     cine = read_dicom_cine(d)
     cavity, _ = read_sunnybrook_contours(shared_path("sunnybrook", "contourfiles", "SC-HF-I-1"), cine)
@@ -127,7 +127,7 @@ def test_real_sunnybrook_mid_slice(seg_model):
 def test_sunnybrook_evaluation_per_frame_and_per_stack(seg_model):
     """The whole study, scored as the model card quotes it: LV cavity over the 18 contoured
     frames meets the issue's 0.90; myocardium at ED is reported per frame and pooled."""
-    from CardiacQuanLib.evaluate_seg import evaluate_sunnybrook
+    from cardiacquan.evaluation.seg import evaluate_sunnybrook
     lines = []
     res, seg, cine = evaluate_sunnybrook(shared_path("sunnybrook"), seg_model, log=lines.append)
     assert res["n_lv"] == 18 and res["n_myo"] == 9
@@ -170,13 +170,13 @@ def _write_dicom_cine(cine, folder):
 def test_segment_cli_on_a_dicom_cine_writes_a_4d_label_image(tmp_path):
     """A DICOM cine gives a 4-D (x, y, z, t) label image in the DICOM geometry."""
     import SimpleITK as sitk
-    from CardiacQuanLib.io_dicom import read_dicom_cine
+    from cardiacquan.io.dicom import read_dicom_cine
     ph = make_phantom(seed=5, n_frames=4, n_slices=2, size=(160, 176), spacing=(1.4, 1.4), oblique=True)
     src = tmp_path / "dicom"
     _write_dicom_cine(ph.cine, src)
     cine = read_dicom_cine(src)
     out = tmp_path / "labels.nii.gz"
-    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "segment", str(src), "-o", str(out)],
+    r = subprocess.run([sys.executable, "-m", "cardiacquan", "segment", str(src), "-o", str(out)],
                        env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     img = sitk.ReadImage(str(out))
@@ -197,12 +197,12 @@ def test_train_seg_command_trains_and_saves_a_loadable_model(tmp_path):
     """The training command end to end on the real ACDC slices (two tiny steps)."""
     acdc = shared_path("acdc")
     out = tmp_path / "seg.keras"
-    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "train-seg", "--acdc", str(acdc), "-o", str(out),
+    r = subprocess.run([sys.executable, "-m", "cardiacquan", "train-seg", "--acdc", str(acdc), "-o", str(out),
                         "--steps", "2", "--batch", "2", "--workers", "1"],
                        env=ENV, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.exists() and out.with_suffix(".train.json").exists()
-    from CardiacQuanLib.segment import load_seg_model
+    from cardiacquan.segmentation.inference import load_seg_model
     model = load_seg_model(out)
     assert model.output_shape[-1] == 4
 
@@ -227,7 +227,7 @@ def test_train_seg_in_the_background_writes_a_log_and_a_model(tmp_path):
     import time
     packed = _tiny_packed(tmp_path)
     out, log = tmp_path / "seg.keras", tmp_path / "logs" / "train_seg.log"
-    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "train-seg", "--packed", str(packed), "-o", str(out),
+    r = subprocess.run([sys.executable, "-m", "cardiacquan", "train-seg", "--packed", str(packed), "-o", str(out),
                         "--steps", "2", "--batch", "2", "--workers", "1", "--background", "--log", str(log)],
                        env=ENV, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -238,7 +238,7 @@ def test_train_seg_in_the_background_writes_a_log_and_a_model(tmp_path):
     text = log.read_text()
     assert "saved" in text, text[-2000:]
     assert "epoch 1/" in text and text.lstrip().startswith("[")       # timestamped lines, no banner
-    from CardiacQuanLib.segment import load_seg_model
+    from cardiacquan.segmentation.inference import load_seg_model
     assert load_seg_model(out).output_shape[-1] == 4
 
 
@@ -247,7 +247,7 @@ def test_train_seg_with_a_time_budget_ends_on_time_with_the_rate_annealed(tmp_pa
     last epochs run at the bottom of the cosine (so a short CPU run still converges)."""
     import re
     out = tmp_path / "seg.keras"
-    r = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "train-seg", "--packed", str(_tiny_packed(tmp_path)),
+    r = subprocess.run([sys.executable, "-m", "cardiacquan", "train-seg", "--packed", str(_tiny_packed(tmp_path)),
                         "-o", str(out), "--steps", "100000", "--batch", "2", "--workers", "1",
                         "--steps-per-epoch", "2", "--max-minutes", "0.75"],
                        env=ENV, capture_output=True, text=True, timeout=600)
@@ -262,7 +262,7 @@ def test_train_seg_with_a_time_budget_ends_on_time_with_the_rate_annealed(tmp_pa
 
 def test_training_batches_are_made_only_a_few_steps_ahead():
     """Patch workers must not run ahead of a slow trainer (unbounded look-ahead filled 24 GB)."""
-    from CardiacQuanLib.seg_train import prefetch
+    from cardiacquan.training.seg_train import prefetch
 
     class Done:
         def __init__(self, v):

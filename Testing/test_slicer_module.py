@@ -205,7 +205,7 @@ def test_extension_cmake_and_s4ext_are_consistent():
 # exchange format
 # --------------------------------------------------------------------------------------
 def test_exchange_files_round_trip(tmp_path):
-    from CardiacQuanLib import exchange
+    from cardiacquan import contract
 
     img = np.random.default_rng(0).normal(size=(3, 2, 10, 12)).astype(np.float32)
     d = np.column_stack([[1, 0, 0], [0, 1, 0], [0, 0, 1.0]])
@@ -250,7 +250,7 @@ def test_one_segmentation_per_frame_aligned_with_the_browser(run, cine, module):
 
 def test_changing_the_browser_frame_changes_the_shown_masks(run, cine):
     out, browser = run["out"], cine["browser"]
-    from CardiacQuanLib import exchange
+    from cardiacquan import contract
 
     expected = exchange.load_results_npz(os.path.join(run["outdir"], "results.npz"))
     shape = cine["labels"].shape[1:]
@@ -734,9 +734,9 @@ def test_engine_geometry_matches_the_source_cine(logic, slicer_scene, mirrored):
     """A cine loaded into Slicer and handed back to the engine keeps its patient geometry
     (spacing order, LPS origins, column/row directions: what sector orientation depends on)."""
     try:
-        from CardiacQuanLib.phantom import make_phantom
+        from cardiacquan.synthetic.phantom import make_phantom
     except ImportError:
-        pytest.skip("CardiacQuanLib.phantom is not there yet")
+        pytest.skip("cardiacquan.synthetic.phantom is not there yet")
     p = make_phantom(seed=11, n_frames=3, n_slices=3, size=(96, 112), spacing=(1.4, 1.7), mirrored=mirrored)
     c = p.cine
     ijk = ss.ijk_to_ras_from_geometry(c.spacing, c.origins, c.direction)

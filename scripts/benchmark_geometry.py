@@ -12,8 +12,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "CardiacQuan"))
-from CardiacQuanLib.geometry import slice_indices  # noqa: E402
-from CardiacQuanLib.phantom import make_phantom  # noqa: E402
+from cardiacquan.measure.indices import slice_indices  # noqa: E402
+from cardiacquan.synthetic.phantom import make_phantom  # noqa: E402
 
 
 def main(argv=None):

@@ -36,9 +36,9 @@ def main():
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    from CardiacQuanLib.geometry import slice_indices
-    from CardiacQuanLib.phantom import make_phantom
-    from CardiacQuanLib.quan_net import (DEFAULT_MODEL_PATH, QuanNet, build_quan_net, load_quan_net, predict_indices,
+    from cardiacquan.measure.indices import slice_indices
+    from cardiacquan.synthetic.phantom import make_phantom
+    from cardiacquan.quannet.network import (DEFAULT_MODEL_PATH, QuanNet, build_quan_net, load_quan_net, predict_indices,
                                          predict_indices_many, prepare_masks)
 
     path = Path(args.model) if args.model else DEFAULT_MODEL_PATH

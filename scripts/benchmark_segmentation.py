@@ -60,10 +60,10 @@ def main():
     if args.threads:
         os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(args.threads)
 
-    from CardiacQuanLib.io_cine import read_cine
-    from CardiacQuanLib.io_volume import write_cine
-    from CardiacQuanLib.phantom import make_phantom
-    from CardiacQuanLib.segment import load_seg_model, segment_cine
+    from cardiacquan.io.files import read_cine
+    from cardiacquan.io.volume import write_cine
+    from cardiacquan.synthetic.phantom import make_phantom
+    from cardiacquan.segmentation.inference import load_seg_model, segment_cine
 
     print(f"CPU cores visible: {os.cpu_count()}")
     t0 = time.perf_counter()
@@ -89,7 +89,7 @@ def main():
             print(f"{name}: loaded, TTA {'on ' if tta else 'off'}: {sec:.2f} s "
                   f"({sec / cine.n_frames / cine.n_slices * 1e3:.0f} ms per frame)")
         if cine.n_slices == 1:
-            from CardiacQuanLib.pipeline import quantify
+            from cardiacquan.pipeline import quantify
             sec = _median_seconds(lambda: quantify(cine, seg_model=model), args.repeat)
             print(f"{name}: loaded, whole quantification (segmentation with TTA + network + geometry + "
                   f"sectors): {sec:.2f} s")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Are the reference contours we score against registered to their images?
 
-Fits, from the image edges alone (`CardiacQuanLib.edge_alignment`), where LV borders sit
+Fits, from the image edges alone (`cardiacquan.evaluation.edge_alignment`), where LV borders sit
 relative to the image: the Sunnybrook manual contours read with each plausible coordinate
 convention, the bundled model's cavities on the same frames, and the ACDC experts' cavities,
 as they are and rolled by one pixel (how a known 1-px shift reads in this fit: attenuated,
@@ -35,10 +35,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--no-model", action="store_true", help="skip the segmentation model's cavities")
     args = ap.parse_args(argv)
-    from CardiacQuanLib.edge_alignment import edge_fit
-    from CardiacQuanLib.io_dicom import read_dicom_cine
-    from CardiacQuanLib.io_training import _CONTOUR_NAME, _polygon_mask
-    from CardiacQuanLib.seg_data import _read_h5
+    from cardiacquan.evaluation.edge_alignment import edge_fit
+    from cardiacquan.io.dicom import read_dicom_cine
+    from cardiacquan.io.datasets import _CONTOUR_NAME, _polygon_mask
+    from cardiacquan.training.seg_data import _read_h5
     sb = SHARED / "sunnybrook"
     if not sb.is_dir():
         sys.exit(f"needs {sb} (the Sunnybrook study)")
@@ -58,7 +58,7 @@ def main(argv=None):
             _report(f"  {label}, {what}", edge_fit(pairs, bright))
     if not args.no_model:
         from CardiacQuanLib import LV_CAVITY, MYOCARDIUM
-        from CardiacQuanLib.segment import segment_cine
+        from cardiacquan.segmentation.inference import segment_cine
         seg = segment_cine(cine)
         _report("bundled model's cavities, same frames",
                 edge_fit([(cine.image[t, z], seg.labels[t, z] == LV_CAVITY) for (z, t), _ in files["i"]]))
@@ -73,8 +73,8 @@ def main(argv=None):
     _report("  the same, rolled 1 px down and right (a known shift)",
             edge_fit([(i, np.roll(m, (1, 1), (0, 1))) for i, m in pairs]))
     if not args.no_model:
-        from CardiacQuanLib.cine import Cine
-        from CardiacQuanLib.seg_data import assumed_spacing
+        from cardiacquan.io.cine import Cine
+        from cardiacquan.training.seg_data import assumed_spacing
         pairs = []
         for name in sorted((acdc / "val.list").read_text().split()):
             img, _ = _read_h5(acdc / "data" / f"{name}.h5")

@@ -72,10 +72,10 @@ def main():
         raise SystemExit(f"needs the Sunnybrook study at {SUNNYBROOK}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from CardiacQuanLib import LV_CAVITY, MYOCARDIUM
-    from CardiacQuanLib.evaluate_seg import dice
-    from CardiacQuanLib.io_dicom import read_dicom_cine
-    from CardiacQuanLib.io_training import read_sunnybrook_contours
-    from CardiacQuanLib.segment import load_seg_model, segment_cine
+    from cardiacquan.evaluation.seg import dice
+    from cardiacquan.io.dicom import read_dicom_cine
+    from cardiacquan.io.datasets import read_sunnybrook_contours
+    from cardiacquan.segmentation.inference import load_seg_model, segment_cine
     cine = read_dicom_cine(next((SUNNYBROOK / "dicoms").iterdir()))
     cavity, myo = read_sunnybrook_contours(next((SUNNYBROOK / "contourfiles").iterdir()), cine)
     model = load_seg_model()

@@ -1,0 +1,196 @@
+"""`cardiacquan`: the engine's command line (also what the Slicer module runs in a subprocess).
+
+Errors the user can fix come out as one line (`CQ-ERROR <message>`) on stderr with exit code
+2; progress of long work as `CQ-PROGRESS <done> <total> <message>` lines on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import importlib.util
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from cardiacquan import CardiacQuanError, __version__
+from cardiacquan.cli_args import CQArgumentParser
+from cardiacquan.contract import (
+    FIGURE_FILES,
+    INDEX_COLUMNS,
+    INDICES_CSV,
+    SEGMENTATION_FILE,
+    SUMMARY_JSON,
+    ExchangeError,
+    error_line,
+    progress_line,
+)
+from cardiacquan.io.files import read_cine, write_cine, write_labels
+from cardiacquan.io.files import read_labels_any as read_labels
+from cardiacquan.io.output_paths import prepare_output_dir, prepare_output_file
+from cardiacquan.io.results import write_outputs
+from cardiacquan.pipeline import quantify
+from cardiacquan.segmentation.inference import segment_cine
+from cardiacquan.synthetic.phantom import make_phantom
+
+#: stage packages that bring commands of their own (`add_parsers`).  The Slicer extension
+#: installs runtime code only: there these packages, and so their commands, are absent.
+STAGE_COMMANDS = ("cardiacquan.training.commands", "cardiacquan.evaluation.commands")
+
+
+def _progress(done, total, message=""):
+    print(progress_line(done, total, message), file=sys.stderr, flush=True)
+
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Python warnings as plain `warning:` lines, like the engine's own (no source lines)."""
+    _log(f"warning: {message}")
+
+
+def _read_input(path, third_axis_is_time=False):
+    if not Path(path).exists():
+        raise CardiacQuanError(f"input not found: {path}")
+    return read_cine(path, third_axis_is_time=third_axis_is_time)
+
+
+def cmd_quantify(args):
+    t0 = time.time()
+    prepare_output_dir(args.output, [args.input, args.labels], create=False)   # before any work
+    cine = _read_input(args.input, args.third_axis_is_time)
+    _log(f"read {args.input}: {cine.n_frames} frames x {cine.n_slices} slices of "
+         f"{cine.frame_shape[0]}x{cine.frame_shape[1]} px at {cine.spacing[0]:.3g}x{cine.spacing[1]:.3g} mm")
+    labels = None
+    if args.labels:
+        if not Path(args.labels).exists():
+            raise CardiacQuanError(f"labels not found: {args.labels}")
+        labels = read_labels(args.labels, cine)
+    elif args.no_network:
+        raise CardiacQuanError("--no-network needs --labels")
+    result = quantify(cine, labels=labels, slices=args.slices, progress=_progress,
+                      use_quan_net=not args.geometry_only)
+    out = write_outputs(result, args.output, input_path=args.input, figures=not args.no_figures)
+    _log(f"ED frame {result.ed_frame}, ES frame {result.es_frame}; mid-ventricular slice {result.mid_slice}")
+    for w in dict.fromkeys(result.warnings):
+        _log(f"warning: {w}")
+    _log(f"wrote {out} in {time.time() - t0:.1f} s")
+    return 0
+
+
+def cmd_segment(args):
+    prepare_output_file(args.output, [args.input], create=False)   # before any work
+    cine = _read_input(args.input, args.third_axis_is_time)
+    cine.validate_for_quantification() if cine.n_frames > 1 else None
+    seg = segment_cine(cine, progress=_progress)
+    prepare_output_file(args.output, [args.input])
+    write_labels(seg.labels, cine, args.output)
+    for w in seg.warnings:
+        _log(f"warning: {w}")
+    _log(f"wrote {args.output}")
+    return 0
+
+
+def cmd_demo(args):
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    ph = make_phantom(seed=args.seed, n_frames=20, n_slices=args.slices_count)
+    src = out / "phantom_cine.nii.gz"
+    write_cine(ph.cine, str(src))
+    _log(f"generated a phantom cine ({ph.cine.n_frames} frames x {ph.cine.n_slices} slices, "
+         f"{ph.cine.spacing[0]:.2f} mm pixels) -> {src}")
+    ns = argparse.Namespace(input=str(src), output=str(out), labels=None, slices="all",
+                            third_axis_is_time=False, no_network=False, geometry_only=False,
+                            no_figures=False)
+    rc = cmd_quantify(ns)
+    _compare_with_truth(ph, out)
+    return rc
+
+
+def _compare_with_truth(ph, out):
+    """Print how far the product's numbers are from the phantom's exact truth."""
+    with open(out / INDICES_CSV, newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = INDEX_COLUMNS
+    truth = np.concatenate([ph.truth["cavity_area"][..., None], ph.truth["myocardium_area"][..., None],
+                            ph.truth["dims"], ph.truth["rwt"]], axis=-1)   # (T, Z, 11)
+    err = {n: [] for n in names}
+    phase_wrong = []
+    for r in rows:
+        t, z = int(r["frame"]), int(r["slice"])
+        for k, n in enumerate(names):
+            if r[n] != "" and np.isfinite(truth[t, z, k]):
+                err[n].append(abs(float(r[n]) - truth[t, z, k]))
+        phase_wrong.append(int(r["phase"]) != int(ph.truth["phase"][t, z]))
+    print("Phantom truth vs CardiacQuan (mean absolute error over all frames):")
+    print(f"  cavity area {np.mean(err[names[0]]):.1f} mm², myocardium area {np.mean(err[names[1]]):.1f} mm², "
+          f"dims {np.mean(sum((err[n] for n in names[2:5]), [])):.2f} mm, "
+          f"RWT {np.mean(sum((err[n] for n in names[5:]), [])):.2f} mm, phase error {100 * np.mean(phase_wrong):.1f} %")
+    print(f"Results: {out}/{INDICES_CSV}, {SUMMARY_JSON}, {SEGMENTATION_FILE}, {', '.join(FIGURE_FILES)}")
+
+
+def build_parser():
+    p = CQArgumentParser(prog="cardiacquan", description="Full left-ventricle quantification "
+                                "from short-axis cine MRI (LVQuan indices, phase, segmentation).")
+    p.add_argument("--version", action="version", version=f"cardiacquan {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=CQArgumentParser)
+
+    q = sub.add_parser("quantify", help="segment (or take --labels) and quantify a cine")
+    q.add_argument("input", help="DICOM folder/file, NIfTI, NRRD, .seq.nrrd, or the Slicer module's .npz")
+    q.add_argument("-o", "--output", required=True, help="output folder (created)")
+    q.add_argument("--labels", help="label image to quantify instead of running the network "
+                   "(0 background, 1 RV, 2 LV myocardium, 3 LV cavity; same grid as the input)")
+    q.add_argument("--slices", default="all", help="'all' (default), 'mid', or slice numbers such as 3 or 2,3,4")
+    q.add_argument("--third-axis-is-time", action="store_true", help="a 3-D input is one slice over time")
+    q.add_argument("--geometry-only", action="store_true",
+                   help="final values from the geometry of the masks only (no spatio-temporal network)")
+    q.add_argument("--no-network", action="store_true", help="refuse to run the segmentation network")
+    q.add_argument("--no-figures", action="store_true")
+    q.set_defaults(func=cmd_quantify)
+
+    s = sub.add_parser("segment", help="label every frame: INPUT -> LABELS in the input's geometry")
+    s.add_argument("input")
+    s.add_argument("-o", "--output", required=True, help="label image (.nii.gz, .nrrd)")
+    s.add_argument("--third-axis-is-time", action="store_true")
+    s.set_defaults(func=cmd_segment)
+
+    d = sub.add_parser("demo", help="generate a phantom cine and quantify it (no data needed)")
+    d.add_argument("-o", "--output", default="demo_output")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--slices-count", type=int, default=1, help="slices of the phantom (1 = 2-D+t)")
+    d.set_defaults(func=cmd_demo)
+
+    for name in STAGE_COMMANDS:
+        if importlib.util.find_spec(name.rpartition(".")[0]) is not None:
+            importlib.import_module(name).add_parsers(sub)
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        return int(args.func(args) or 0)
+    except (CardiacQuanError, ExchangeError) as e:
+        print(error_line(e), file=sys.stderr, flush=True)
+        return 2
+    except OSError as e:     # a disk full, a folder that vanished: the user's to fix, not a bug
+        where = f" {e.filename}" if e.filename else ""
+        print(error_line(f"cannot read or write{where}: {e.strerror or e}"), file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(error_line("interrupted"), file=sys.stderr, flush=True)
+        return 130
+    except MemoryError:
+        print(error_line("out of memory"), file=sys.stderr, flush=True)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
