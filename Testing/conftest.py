@@ -21,5 +21,5 @@ def shared_path(*parts):
 
 @pytest.fixture(scope="session")
 def seg_model():
-    from cardiacquan.segmentation.inference import load_seg_model
+    from cardiacquan.models import load_seg_model
     return load_seg_model()

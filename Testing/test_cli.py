@@ -12,7 +12,7 @@ import pytest
 
 from cardiacquan.io.volume import write_cine, write_labels
 from cardiacquan.synthetic.phantom import make_phantom
-from cardiacquan.io.results import CSV_COLUMNS
+from cardiacquan.contract import INDICES_COLUMN_NAMES as CSV_COLUMNS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=os.path.join(REPO, "CardiacQuan"), TF_CPP_MIN_LOG_LEVEL="3")
@@ -48,7 +48,7 @@ def test_quantify_given_labels_writes_the_contract(phantom_files, tmp_path):
                  "phase_curve.png", "mid_slice_ed_es.png"):
         assert (out / name).stat().st_size > 0, name
     rows = list(csv.DictReader(open(out / "indices.csv")))
-    assert list(rows[0].keys()) == CSV_COLUMNS
+    assert list(rows[0].keys()) == list(CSV_COLUMNS)
     assert len(rows) == 3 * 12
     # exact truth of the phantom, through the whole file round trip
     for r_ in rows:
@@ -274,7 +274,7 @@ def test_volumes_skip_frames_with_a_gap_in_the_stack_and_no_lv_is_an_error(phant
     (["evaluate", "--set", "phantom", "--model", "SEG"], "beside it"),
 ])
 def test_training_and_evaluation_commands_refuse_bad_arguments_before_any_work(args, says, tmp_path):
-    from cardiacquan.segmentation.inference import default_model_dir
+    from cardiacquan.models import model_dir as default_model_dir
     bundled = {p.name: sha(p) for p in default_model_dir().iterdir() if p.is_file()}
     (tmp_path / "bad.npz").write_text("not numpy")
     swap = {"BAD": tmp_path / "bad.npz", "NEW": tmp_path / "new.npz", "SEG": default_model_dir() / "seg_model.keras"}

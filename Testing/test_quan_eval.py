@@ -98,7 +98,8 @@ def write_lvquan_mat(path, n_subjects=5, seed=0):
 
 
 def test_lvquan_protocol_on_a_small_generated_file(tmp_path):
-    from cardiacquan.training.quan_train import add_train_quan_parser, lvquan_arrays, lvquan_cv
+    from cardiacquan.training.quan_data import lvquan_arrays
+    from cardiacquan.training.quan_train import add_train_quan_parser, lvquan_cv
     path = write_lvquan_mat(tmp_path / "cardiac-dig.mat")
     d = lvquan_arrays(path)
     assert d["x"].shape == (5, 20, 80, 80, 2) and d["y_mm"].shape == (5, 20, 11)
@@ -146,15 +147,17 @@ def test_pipeline_uses_bundled_weights_and_says_where_final_values_come_from(tmp
     choice, sources per index, the choice and its figures in the info; none there -> geometry."""
     import json
 
-    from cardiacquan.quannet import fusion
-    from cardiacquan.synthetic.phantom import make_phantom
+    from cardiacquan import models
+    from cardiacquan.contract import INDEX_NAMES
     from cardiacquan.pipeline import quantify
-    from cardiacquan.quannet.network import INDEX_NAMES, QuanNet, build_quan_net, save_quan_net
-    from cardiacquan.segmentation.inference import load_seg_model
+    from cardiacquan.quannet import fusion as quan_fusion
+    from cardiacquan.quannet.network import QuanNet, build_quan_net, save_quan_net
+    from cardiacquan.synthetic.phantom import make_phantom
+    load_seg_model = models.load_seg_model
     ph = make_phantom(seed=3, n_frames=20, n_slices=1, size=(128, 128), spacing=1.5, noise=0, bias=0)
     seg = load_seg_model()                                         # the bundled one, before the folder moves
     monkeypatch.setenv("CARDIACQUAN_MODEL_DIR", str(tmp_path))
-    quan_fusion._BUNDLED.clear()
+    models.forget_loaded_models()
     res = quantify(ph.cine, seg_model=seg)                         # no weights: geometry, said so
     assert res.sources[0] == ["geometry"] * 11 and "not bundled" in res.quan_info["quan_net"]
     weights = {k: 0.0 for k in INDEX_NAMES}
@@ -167,7 +170,7 @@ def test_pipeline_uses_bundled_weights_and_says_where_final_values_come_from(tmp
                  meta={"fusion": choice, "validation": {"val": {"acdc-seg": {"final": {
                      "group_mae": {"areas": 90.0, "dims": 1.2, "rwt": 0.9}, "phase_error": 0.05, "n_frames": 20}}}}})
     save_quan_net(qn, tmp_path / "quan_net.keras")
-    quan_fusion._BUNDLED.clear()
+    models.forget_loaded_models()
     given = quantify(ph.cine, labels=res.labels)         # the user's masks: their geometry, said so
     assert given.sources[0] == ["geometry"] * 11 and "given masks" in given.quan_info["final_values"]
     np.testing.assert_array_equal(given.per_slice[0].as_array(), res.per_slice[0].as_array())
@@ -185,7 +188,7 @@ def test_pipeline_uses_bundled_weights_and_says_where_final_values_come_from(tmp
     assert head.endswith(",source") and "network" in first.split(",")[-1]
     s = json.loads(json.dumps(summary_dict(res2), default=str))
     assert s["quantification"]["quan_net"]["phase_source"] == "geometry"
-    quan_fusion._BUNDLED.clear()
+    models.forget_loaded_models()
 
 
 def test_train_quan_in_the_background_logs_the_protocol(tmp_path):

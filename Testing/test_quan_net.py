@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 
 from cardiacquan.synthetic.phantom import make_phantom
-from cardiacquan.quannet.network import (QuanNet, build_quan_net, crop_geometry, decode_phase, from_scale_free,
-                                     load_quan_net, predict_indices, prepare_masks, resample_time, save_quan_net,
-                                     to_scale_free)
+from cardiacquan.models import load_quan_net
+from cardiacquan.quannet.encoding import (crop_geometry, decode_phase, from_scale_free, prepare_masks, resample_time,
+                                          to_scale_free)
+from cardiacquan.quannet.network import QuanNet, build_quan_net, save_quan_net
+from cardiacquan.quannet.predict import predict_indices
 
 TINY = dict(channels=(4, 4, 8), head_units=8)
 

@@ -98,10 +98,10 @@ def test_segment_cli_writes_labels_in_input_geometry(tmp_path):
 
 
 def test_real_acdc_stack(seg_model):
-    from cardiacquan.training.seg_data import _read_h5, assumed_spacing
+    from cardiacquan.io.datasets import acdc_assumed_spacing, read_acdc_h5
     path = shared_path("acdc", "data", "patient028_frame01.h5")
-    img, lab = _read_h5(path)
-    sp = assumed_spacing(img.shape)
+    img, lab = read_acdc_h5(path)
+    sp = acdc_assumed_spacing(img.shape)
     cine = Cine(image=img[None], spacing=(sp, sp), origins=np.zeros((img.shape[0], 3)))
     pred = segment_cine(cine, model=seg_model).labels[0]
     assert pred.shape == lab.shape
@@ -202,7 +202,7 @@ def test_train_seg_command_trains_and_saves_a_loadable_model(tmp_path):
                        env=ENV, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.exists() and out.with_suffix(".train.json").exists()
-    from cardiacquan.segmentation.inference import load_seg_model
+    from cardiacquan.models import load_seg_model
     model = load_seg_model(out)
     assert model.output_shape[-1] == 4
 
@@ -238,7 +238,7 @@ def test_train_seg_in_the_background_writes_a_log_and_a_model(tmp_path):
     text = log.read_text()
     assert "saved" in text, text[-2000:]
     assert "epoch 1/" in text and text.lstrip().startswith("[")       # timestamped lines, no banner
-    from cardiacquan.segmentation.inference import load_seg_model
+    from cardiacquan.models import load_seg_model
     assert load_seg_model(out).output_shape[-1] == 4
 
 

@@ -38,10 +38,12 @@ def main():
         tf.config.threading.set_inter_op_parallelism_threads(1)
     from cardiacquan.measure.indices import slice_indices
     from cardiacquan.synthetic.phantom import make_phantom
-    from cardiacquan.quannet.network import (DEFAULT_MODEL_PATH, QuanNet, build_quan_net, load_quan_net, predict_indices,
-                                         predict_indices_many, prepare_masks)
+    from cardiacquan.models import load_quan_net, quan_net_path
+    from cardiacquan.quannet.encoding import prepare_masks
+    from cardiacquan.quannet.network import QuanNet, build_quan_net
+    from cardiacquan.quannet.predict import predict_indices, predict_indices_many
 
-    path = Path(args.model) if args.model else DEFAULT_MODEL_PATH
+    path = Path(args.model) if args.model else quan_net_path()
     t = time.perf_counter()
     if path.exists():
         qn = load_quan_net(path)

@@ -42,7 +42,7 @@ def _cold_run(input_path, extra_env):
         out = Path(tmp) / "labels.nii.gz"
         env = dict(os.environ, **extra_env)
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "CardiacQuanLib", "segment", str(input_path),
+        proc = subprocess.run([sys.executable, "-m", "cardiacquan", "segment", str(input_path),
                                "-o", str(out)], cwd=ROOT / "CardiacQuan", env=env,
                               capture_output=True, text=True)
         dt = time.perf_counter() - t0
@@ -63,7 +63,8 @@ def main():
     from cardiacquan.io.files import read_cine
     from cardiacquan.io.volume import write_cine
     from cardiacquan.synthetic.phantom import make_phantom
-    from cardiacquan.segmentation.inference import load_seg_model, segment_cine
+    from cardiacquan.models import load_seg_model
+    from cardiacquan.segmentation.inference import segment_cine
 
     print(f"CPU cores visible: {os.cpu_count()}")
     t0 = time.perf_counter()

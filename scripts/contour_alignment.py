@@ -37,8 +37,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from cardiacquan.evaluation.edge_alignment import edge_fit
     from cardiacquan.io.dicom import read_dicom_cine
-    from cardiacquan.io.datasets import _CONTOUR_NAME, _polygon_mask
-    from cardiacquan.training.seg_data import _read_h5
+    from cardiacquan.io.datasets import CONTOUR_NAME, acdc_assumed_spacing, polygon_mask, read_acdc_h5
     sb = SHARED / "sunnybrook"
     if not sb.is_dir():
         sys.exit(f"needs {sb} (the Sunnybrook study)")
@@ -48,16 +47,16 @@ def main(argv=None):
     files = {}
     for kind in "io":
         for txt in sorted(glob.glob(str(contour_dir / f"{kind}-contours" / "*.txt"))):
-            z, t = imap[int(_CONTOUR_NAME.search(os.path.basename(txt)).group(1))]
+            z, t = imap[int(CONTOUR_NAME.search(os.path.basename(txt)).group(1))]
             files.setdefault(kind, []).append(((z, t), txt))
     print("Sunnybrook SC-HF-I-1 manual contours, read with the first pixel's centre at:")
     for origin, label in ((0.0, "0 (pixel centres from 0)"), (0.5, "0.5 (pixel corners)"),
                           (1.0, "1 (pixel centres from 1; how the engine reads them)")):
         for kind, what, bright in (("i", "cavity", True), ("o", "epicardium", False)):
-            pairs = [(cine.image[t, z], _polygon_mask(txt, cine.frame_shape, origin)) for (z, t), txt in files[kind]]
+            pairs = [(cine.image[t, z], polygon_mask(txt, cine.frame_shape, origin)) for (z, t), txt in files[kind]]
             _report(f"  {label}, {what}", edge_fit(pairs, bright))
     if not args.no_model:
-        from CardiacQuanLib import LV_CAVITY, MYOCARDIUM
+        from cardiacquan.contract import LV_CAVITY, MYOCARDIUM
         from cardiacquan.segmentation.inference import segment_cine
         seg = segment_cine(cine)
         _report("bundled model's cavities, same frames",
@@ -67,18 +66,17 @@ def main(argv=None):
     acdc = SHARED / "acdc"
     pairs = []
     for name in sorted((acdc / "val.list").read_text().split()):
-        img, lab = _read_h5(acdc / "data" / f"{name}.h5")
+        img, lab = read_acdc_h5(acdc / "data" / f"{name}.h5")
         pairs += [(i, m == 3) for i, m in zip(img, lab) if (m == 3).sum() >= 50]
     _report("ACDC validation, experts' cavities", edge_fit(pairs))
     _report("  the same, rolled 1 px down and right (a known shift)",
             edge_fit([(i, np.roll(m, (1, 1), (0, 1))) for i, m in pairs]))
     if not args.no_model:
         from cardiacquan.io.cine import Cine
-        from cardiacquan.training.seg_data import assumed_spacing
         pairs = []
         for name in sorted((acdc / "val.list").read_text().split()):
-            img, _ = _read_h5(acdc / "data" / f"{name}.h5")
-            sp = assumed_spacing(img.shape)
+            img, _ = read_acdc_h5(acdc / "data" / f"{name}.h5")
+            sp = acdc_assumed_spacing(img.shape)
             pred = segment_cine(Cine(image=img[None], spacing=(sp, sp), origins=np.zeros((len(img), 3)))).labels[0]
             pairs += [(i, p == LV_CAVITY) for i, p in zip(img, pred) if (p == LV_CAVITY).sum() >= 50]
         _report("ACDC validation, bundled model's cavities", edge_fit(pairs))

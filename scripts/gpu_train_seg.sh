@@ -9,7 +9,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv
 python3 - "$OUT" "${STEPS:-30000}" "${MINUTES:-6.5}" <<'PY' 2>&1 | tee "$OUT/train_seg.log"
 import sys
-from CardiacQuanLib.seg_train import train
+from cardiacquan.training.seg_train import train
 out, steps, minutes = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 train(".gpu/acdc_seg.npz", f"{out}/seg_model.keras", steps=steps, batch=32, lr=2e-3, workers=15,
       max_minutes=minutes, steps_per_epoch=250)

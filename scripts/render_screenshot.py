@@ -91,7 +91,7 @@ def build_scene(network=False, n_frames=16, n_slices=5):
     if not ss.real_engine_available():
         fake = ss.write_fake_engine(tempfile.mkdtemp(prefix="cq-fake-engine-"))
         logic.engineModule, logic.enginePythonPaths = "cqfake", [fake, ss.MODULE_DIR]
-        print("note: CardiacQuanLib's CLI is missing; using the test stand-in engine", file=sys.stderr)
+        print("note: the cardiacquan engine's CLI is missing; using the test stand-in engine", file=sys.stderr)
     out = logic.quantify(proxy, slices="all", labels=None if network else labels,
                          progressCallback=lambda d, t, m: print(f"\r  {m}   ", end="", file=sys.stderr))
     print(file=sys.stderr)
@@ -322,7 +322,7 @@ def main(argv=None):
     title = (f"CardiacQuan: LV segmentation and the six RWT sectors at end-systole (frame {es}, mid slice {mid}, "
              "short-axis view from the apex), and the area curves")
     caption = (f"Phantom cine ({info['source']}); masks: {'network' if a.network else 'phantom labels (no network)'}; "
-               f"engine: {'CardiacQuanLib' if engine_is_real() else 'test stand-in'}. Rendered offscreen from a real "
+               f"engine: {'cardiacquan' if engine_is_real() else 'test stand-in'}. Rendered offscreen from a real "
                "MRML scene by scripts/render_screenshot.py.")
     legend = [(name, color) for _, _, name, color, _ in module.TISSUE_SEGMENTS if name != "LV myocardium"]
     legend += [(name, color) for _, _, name, color in module.SECTOR_SEGMENTS]

@@ -71,11 +71,12 @@ def main():
     if not SUNNYBROOK.is_dir():
         raise SystemExit(f"needs the Sunnybrook study at {SUNNYBROOK}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from CardiacQuanLib import LV_CAVITY, MYOCARDIUM
+    from cardiacquan.contract import LV_CAVITY, MYOCARDIUM
     from cardiacquan.evaluation.seg import dice
     from cardiacquan.io.dicom import read_dicom_cine
     from cardiacquan.io.datasets import read_sunnybrook_contours
-    from cardiacquan.segmentation.inference import load_seg_model, segment_cine
+    from cardiacquan.models import load_seg_model
+    from cardiacquan.segmentation.inference import segment_cine
     cine = read_dicom_cine(next((SUNNYBROOK / "dicoms").iterdir()))
     cavity, myo = read_sunnybrook_contours(next((SUNNYBROOK / "contourfiles").iterdir()), cine)
     model = load_seg_model()

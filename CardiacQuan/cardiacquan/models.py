@@ -102,6 +102,11 @@ def bundled_quan_net():
     return _CACHE[key]
 
 
+def forget_loaded_models():
+    """Drop the cached models (after the model folder changed: a test, a long session)."""
+    _CACHE.clear()
+
+
 def as_quan_net(model) -> QuanNet:
     """A QuanNet from a QuanNet, a path, None (the bundled weights) or a bare Keras model (no normalisation)."""
     if isinstance(model, QuanNet):

@@ -14,6 +14,7 @@ from cardiacquan import CardiacQuanError
 from cardiacquan.contract import LV_CAVITY, MYOCARDIUM
 from cardiacquan.io.cine import Cine
 from cardiacquan.measure.indices import SliceIndices, sector_map, slice_indices
+from cardiacquan.measure.volumes import stack_volumes
 from cardiacquan.quannet.fusion import apply_bundled_fusion
 from cardiacquan.segmentation.inference import segment_cine
 
@@ -71,9 +72,10 @@ def _sectors_for_slice(lab_tz, idx: SliceIndices, spacing, direction):
 
 
 def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable] = None,
-             seg_model=None, use_quan_net=True) -> QuantResult:
+             seg_model=None, use_quan_net=True, quan_net=None) -> QuantResult:
     """Quantify `cine`. labels: (T, Z, R, C) uint8 to quantify as given (e.g. corrected by a
-    clinician), or None to segment with the bundled network."""
+    clinician), or None to segment with the bundled network.  seg_model / quan_net: models to
+    use instead of the bundled ones (evaluation of other weights through this same path)."""
     cine.validate_for_quantification()
     T, Z = cine.n_frames, cine.n_slices
     warnings = list(cine.metadata.get("warnings", []))
@@ -122,7 +124,7 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
         # the user gives (expert or corrected) the indices are their geometry by definition,
         # and validation shows any fusion only adds error there
         if use_quan_net and segmented_by == "network" and idx.valid.all():
-            idx, src, info = _apply_quan_net(idx, labels[:, z], cine)
+            idx, src, info = apply_bundled_fusion(idx, labels[:, z], cine, model=quan_net)
             quan_info.update(info)
         per_slice[z], sources[z] = idx, src
         sectors[:, z] = _sectors_for_slice(labels[:, z], idx, cine.spacing, cine.direction)
@@ -145,7 +147,3 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
                        segmented_by=segmented_by, lv_found=lv_found, warnings=warnings,
                        quan_info=quan_info, volumes=volumes)
 
-
-def _apply_quan_net(idx, labels_tz, cine):
-    """Final values from the spatio-temporal network fused with geometry, where bundled."""
-    return apply_bundled_fusion(idx, labels_tz, cine)

@@ -36,11 +36,11 @@ from cardiacquan.io.output_paths import prepare_output_file
 from cardiacquan.measure.indices import slice_indices
 from cardiacquan.measure.phase import phase_from_ed_es
 from cardiacquan.models import as_quan_net, load_quan_net
+from cardiacquan.pipeline import quantify
 from cardiacquan.quannet.encoding import decode_phase, from_scale_free
-from cardiacquan.quannet.fusion import GIVEN_MASKS_CHOICE, apply_fusion, apply_fusion_batch, stack_phase
+from cardiacquan.quannet.fusion import GIVEN_MASKS_CHOICE, apply_fusion_batch
 from cardiacquan.quannet.network import to_jsonable
 from cardiacquan.quannet.predict import predict_indices_many, run_network
-from cardiacquan.segmentation.inference import segment_cine
 from cardiacquan.training.quan_data import (
     build_quan_dataset,
     load_predict_fn,
@@ -203,12 +203,16 @@ def acdc_val_set(acdc_dir, predict_fn=None, simulate=True, seed=0, max_patients=
         return load_quan_npz(p)
 
 
-def sunnybrook_set(qn, study_dir, predict_fn=None, labels=None, choice=None, log=print):
+def sunnybrook_set(qn, study_dir, predict_fn=None, labels=None, log=print):
     """Network / geometry / final against the Sunnybrook contours of every contoured slice.
 
-    study_dir holds dicoms/<folder> and contourfiles/<patient>.  Masks of every frame: `labels`
-    (T, Z, R, C) when given, else predict_fn(frames of one slice, spacing) when given, else the
-    project's segmentation (`segment.segment_cine`) of the whole study.  Returns the tables."""
+    study_dir holds dicoms/<folder> and contourfiles/<patient>.  "final" is what a user gets:
+    `pipeline.quantify` of the whole study (the shipped path: segmentation, geometry, the fusion
+    stored with `qn`, phase), scored on the contoured slices.  Its masks: `labels` (T, Z, R, C)
+    when given, else predict_fn(frames of one slice, spacing) on the contoured slices when given
+    (both then quantified as given masks, i.e. by their geometry), else the project's own
+    segmentation.  "network" and "geometry" score the two sources on the same masks.  Returns
+    the tables."""
     study_dir = Path(study_dir)
     dic = sorted(p for p in (study_dir / "dicoms").iterdir() if p.is_dir()) if (study_dir / "dicoms").is_dir() else []
     con = sorted(p for p in (study_dir / "contourfiles").iterdir() if p.is_dir()) \
@@ -216,35 +220,24 @@ def sunnybrook_set(qn, study_dir, predict_fn=None, labels=None, choice=None, log
     if not dic or not con:
         raise CardiacQuanError(f"{study_dir} needs dicoms/<series> and contourfiles/<patient> folders")
     qn = as_quan_net(qn)
-    if choice is None:
-        choice = qn.meta.get("fusion")
     cine = read_cine(str(dic[0]))
     cav, myo = read_sunnybrook_contours(str(con[0]), cine)
-    T, Z = cine.n_frames, cine.n_slices
+    T = cine.n_frames
     slices = sorted({z for z, _ in cav})
-    if labels is None and predict_fn is None:          # the project's own segmentation of the study
-        labels = segment_cine(cine).labels
-    elif labels is None:
+    if labels is None and predict_fn is not None:
         labels = np.zeros(cine.image.shape, np.uint8)
         for z in slices:
             labs = predict_fn([cine.image[t, z] for t in range(T)], cine.spacing)
-            labels[:, z] = np.stack([np.asarray(l, np.uint8) for l in labs])
-    labels = np.asarray(labels)
+            labels[:, z] = np.stack([np.asarray(lab, np.uint8) for lab in labs])
+    result = quantify(cine, labels=labels, quan_net=qn)
+    labels = result.labels
     nets = predict_indices_many([{"labels": labels[:, z], "spacing": cine.spacing, "direction": cine.direction}
                                  for z in slices], model=qn)
     rows = {"network": [], "geometry": [], "final": [], "truth": []}
     phases = {"network": [], "geometry": [], "final": [], "truth": []}
-    geos = [slice_indices(labels[:, z], cine.spacing, cine.direction) for z in slices]
-    fins = [apply_fusion(net["indices"], geo.as_array(), choice, net["phase_prob"]) for net, geo in zip(nets, geos)]
-    # one ED and one ES for the heart: the final phase comes from all contoured slices together
-    src = (choice or {}).get("phase_source", "geometry")
-    st_phase, st_ed, st_es = stack_phase(np.stack([f["indices"][:, 0] for f in fins]) if src == "final-area" else
-                                         np.stack([g.cavity_area for g in geos]),
-                                         np.stack([n["phase_prob"] for n in nets]), src)
-    per_slice_final = []
-    for z, net, geo, fin in zip(slices, nets, geos, fins):
-        per_slice_final.append(fin["phase"])
-        fin = dict(fin, phase=st_phase)
+    for z, net in zip(slices, nets):
+        geo = slice_indices(labels[:, z], cine.spacing, cine.direction)
+        fin = result.per_slice[z]
         truth = np.full((T, 11), np.nan)
         frames = sorted(t for (zz, t) in cav if zz == z)
         for t in frames:
@@ -254,33 +247,25 @@ def sunnybrook_set(qn, study_dir, predict_fn=None, labels=None, choice=None, log
             if has_myo:
                 lab[myo[(z, t)]] = MYOCARDIUM
             lab[cav[(z, t)]] = LV_CAVITY
-            si = slice_indices(lab[None], cine.spacing, cine.direction)
-            y = si.as_array()[0]
+            y = slice_indices(lab[None], cine.spacing, cine.direction).as_array()[0]
             if not has_myo:
                 y[[1] + list(range(5, 11))] = np.nan
             truth[t] = y
         a = {t: np.count_nonzero(cav[(z, t)]) for t in frames}
-        if len(frames) >= 2:
-            ed, es = max(a, key=a.get), min(a, key=a.get)
-            tph = phase_from_ed_es(T, ed, es).astype(int)
-        else:
-            tph = np.full(T, -1)
+        tph = phase_from_ed_es(T, max(a, key=a.get), min(a, key=a.get)).astype(int) if len(frames) >= 2 \
+            else np.full(T, -1)
         for k, (y, p) in {"network": (net["indices"], net["phase"]), "geometry": (geo.as_array(), geo.phase),
-                          "final": (fin["indices"], fin["phase"])}.items():
+                          "final": (fin.as_array(), fin.phase)}.items():
             rows[k].append(y)
             phases[k].append(p)
         rows["truth"].append(truth)
         phases["truth"].append(tph)
     tables = {k: lvquan_table(np.stack(rows[k]), np.stack(rows["truth"]), np.stack(phases[k]),
                               np.stack(phases["truth"])) for k in ("network", "geometry", "final")}
-    tph = np.stack(phases["truth"])
-    ok = tph >= 0
-    slice_err = float(np.mean(np.stack(per_slice_final)[ok] != tph[ok])) if ok.any() else float("nan")
-    tables["final"]["phase_error_per_slice"] = slice_err
     log(format_table(tables, f"Sunnybrook {con[0].name}: {len(slices)} contoured slices, "
-                             f"{sum(1 for _ in cav)} contoured frames"))
-    log(f"final phase: one ED/ES for the heart (ED frame {st_ed}, ES frame {st_es}, from {src}, all contoured "
-        f"slices); phase error of the per-slice final phase would be {100 * slice_err:.1f} %")
+                             f"{sum(1 for _ in cav)} contoured frames (final = cardiacquan quantify)"))
+    log(f"study ED/ES (cardiacquan quantify, {result.volumes and 'LV volume' or 'mid slice'}): "
+        f"frames {result.ed_frame}/{result.es_frame}; the phase rows score each slice's own phase column")
     return tables
 
 
@@ -345,7 +330,7 @@ def _cli(args):
             study = Path(args.sunnybrook)
             cine = read_cine(str(sorted(p for p in (study / "dicoms").iterdir() if p.is_dir())[0]))
             labels = read_labels(args.labels, cine)
-        results = {"sunnybrook": sunnybrook_set(qn, args.sunnybrook, predict_fn, labels, choice)}
+        results = {"sunnybrook": sunnybrook_set(qn, args.sunnybrook, predict_fn, labels)}
     if args.json:
         Path(args.json).write_text(json.dumps(to_jsonable(results), indent=2))
     return 0

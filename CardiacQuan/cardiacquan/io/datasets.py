@@ -107,10 +107,10 @@ def read_lvquan_mat(path) -> dict:
                 subject=subject, pixel_mm=px, pix_spa=pix, ratio_resize_inverse=ratio, n_subjects=S)
 
 
-_CONTOUR_NAME = re.compile(r"IM-\d+-(\d+)-([io])contour", re.IGNORECASE)
+CONTOUR_NAME = re.compile(r"IM-\d+-(\d+)-([io])contour", re.IGNORECASE)
 
 
-def _polygon_mask(txt, shape, first_pixel=1.0):
+def polygon_mask(txt, shape, first_pixel=1.0):
     """Pixels whose centres lie inside a Sunnybrook contour (first_pixel: the coordinate of the
     first pixel's centre in the file; other values only to compare readings).
 
@@ -147,13 +147,13 @@ def read_sunnybrook_contours(contour_dir, cine: Cine):
     shape = cine.frame_shape
     masks = {"i": {}, "o": {}}
     for txt in sorted(glob.glob(os.path.join(contour_dir, "**", "*contour*.txt"), recursive=True)):
-        m = _CONTOUR_NAME.search(os.path.basename(txt))
+        m = CONTOUR_NAME.search(os.path.basename(txt))
         if not m:
             continue
         inst = int(m.group(1))
         if inst not in imap:
             raise CardiacQuanError(f"{os.path.basename(txt)} refers to image {inst}, which is not in the cine")
-        masks[m.group(2).lower()][tuple(imap[inst])] = _polygon_mask(txt, shape)
+        masks[m.group(2).lower()][tuple(imap[inst])] = polygon_mask(txt, shape)
     if not masks["i"]:
         raise CardiacQuanError(f"no Sunnybrook i-contour files (IM-....-NNNN-icontour-manual.txt) in {contour_dir}")
     cavity = masks["i"]

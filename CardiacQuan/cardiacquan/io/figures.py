@@ -26,8 +26,6 @@ def _mm2(v):
 
 
 def write_figures(result, outdir):
-    matplotlib.use("Agg")
-
     cine, z = result.cine, result.mid_slice
     idx = result.per_slice[z]
     t_ms = cine.times_ms

@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from cardiacquan import CardiacQuanError
 from cardiacquan.contract import INDEX_NAMES, LV_CAVITY, MYOCARDIUM, RV
-from cardiacquan.measure.phase import phase_from_ed_es
+from cardiacquan.measure.phase import ed_es_frames, phase_from_ed_es
 
 ANTERIOR_LPS = np.array([0.0, -1.0, 0.0])
 # Optional Gaussian smoothing (pixels) of the masks before contouring.  Measured on 30
@@ -400,8 +400,7 @@ def slice_indices(labels, spacing, direction=None, step_deg: float = 1.0,
                                                            # not measurable, never 0 mm
         out["rwt"][no_myo] = np.nan
     if v.any():
-        areas = np.where(v, out["cavity_area"], np.nan)
-        ed, es = int(np.nanargmax(areas)), int(np.nanargmin(areas))
+        ed, es = ed_es_frames(np.where(v, out["cavity_area"], np.nan))
         phase = phase_from_ed_es(T, ed, es)
     else:
         ed = es = -1

@@ -29,6 +29,18 @@ def phase_from_ed_es(n_frames: int, ed: int, es: int) -> np.ndarray:
     return phase
 
 
+def ed_es_frames(curve) -> tuple:
+    """(ed, es): the frames of largest and smallest value of a cavity area or volume curve.
+
+    The one ED/ES rule of the project.  Frames without a value (NaN: no LV there) are
+    skipped; ties resolve to the first frame; (-1, -1) when no frame has a value.
+    """
+    a = np.asarray(curve, dtype=float).reshape(-1)
+    if not np.isfinite(a).any():
+        return -1, -1
+    return int(np.nanargmax(a)), int(np.nanargmin(a))
+
+
 def phase_from_areas(areas) -> tuple:
     """(phase int8 (T,), ed, es) from a cavity area (or volume) curve over one cycle.
 
@@ -40,5 +52,5 @@ def phase_from_areas(areas) -> tuple:
         raise CardiacQuanError(f"the cardiac phase needs at least 2 frames, got {a.size}")
     if not np.all(np.isfinite(a)):
         raise CardiacQuanError("the cavity area curve holds NaN/infinite values: cannot find ED/ES")
-    ed, es = int(np.argmax(a)), int(np.argmin(a))
+    ed, es = ed_es_frames(a)
     return phase_from_ed_es(a.size, ed, es), ed, es

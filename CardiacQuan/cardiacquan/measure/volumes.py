@@ -10,6 +10,7 @@ import numpy as np
 
 from cardiacquan.contract import MYOCARDIUM
 from cardiacquan.measure.indices import SliceIndices, largest_per_frame
+from cardiacquan.measure.phase import ed_es_frames
 
 MYOCARDIUM_DENSITY_G_PER_ML = 1.05
 
@@ -84,7 +85,7 @@ def stack_volumes(cine, per_slice, labels, slices, warnings):
     if not known.all():
         warnings.append(f"LV volume not computed for frame(s) {', '.join(map(str, np.flatnonzero(~known)))}: "
                         "a slice inside the stack has no LV cavity there; ED/ES and EF use the other frames")
-    ed, es = int(np.nanargmax(cav)), int(np.nanargmin(cav))
+    ed, es = ed_es_frames(cav)
     edv, esv = float(cav[ed]), float(cav[es])
     mass = float(myo[ed]) * MYOCARDIUM_DENSITY_G_PER_ML if np.isfinite(myo[ed]) else None
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from cardiacquan.contract import INDEX_NAMES
 from cardiacquan.measure.indices import slice_indices
-from cardiacquan.measure.phase import phase_from_ed_es
+from cardiacquan.measure.phase import ed_es_frames, phase_from_ed_es
 from cardiacquan.models import as_quan_net, bundled_quan_net, quan_net_path
 from cardiacquan.quannet.encoding import decode_phase
 from cardiacquan.quannet.predict import predict_indices
@@ -60,11 +60,10 @@ def _mae(a, b):
 def phase_from_area_curve(areas):
     """(phase, ed, es) from a cavity-area curve, tolerating NaN frames (ignored)."""
     a = np.asarray(areas, float)
-    T = a.size
-    if not np.isfinite(a).any():
-        return np.zeros(T, np.int64), -1, -1
-    ed, es = int(np.nanargmax(a)), int(np.nanargmin(a))
-    return phase_from_ed_es(T, ed, es).astype(np.int64), ed, es
+    ed, es = ed_es_frames(a)
+    if ed < 0:
+        return np.zeros(a.size, np.int64), -1, -1
+    return phase_from_ed_es(a.size, ed, es).astype(np.int64), ed, es
 
 
 def phases(source, net_prob, geo_a1, final_a1):
@@ -169,26 +168,6 @@ def quantify_slice(labels, spacing, direction=None, model=None, geometry=None) -
             "phase": fin["phase"], "ed": fin["ed"], "es": fin["es"], "phase_source": fin["phase_source"],
             "network_phase_prob": net["phase_prob"], "index_names": list(INDEX_NAMES), "fusion": choice,
             "validation": qn.meta.get("validation", {})}
-
-
-def stack_phase(areas, net_probs=None, source="final-area"):
-    """One phase for all slices of a multi-slice cine: the heart has one ED and one ES.
-
-    areas (Z, T): per-slice cavity-area curves (final or geometry; NaN where a slice has no
-    LV); net_probs (Z, T): the network's per-slice systole probabilities.  Area sources use
-    the sum over the slices that have an LV in every frame (the LV volume curve up to the
-    slice spacing); the network source adds the per-slice log-odds.  Returns (phase (T,), ed, es)."""
-    if source == "network" and net_probs is not None:
-        p = np.clip(np.asarray(net_probs, float), 1e-6, 1 - 1e-6)
-        ok = np.isfinite(p).all(axis=1)
-        if ok.any():
-            logit = np.log(p[ok]) - np.log1p(-p[ok])
-            return decode_phase(1.0 / (1.0 + np.exp(-logit.sum(axis=0))))
-    a = np.asarray(areas, float)
-    ok = np.isfinite(a).all(axis=1)
-    if not ok.any():
-        return phase_from_area_curve(np.nansum(a, axis=0) if np.isfinite(a).any() else a[0])
-    return phase_from_area_curve(a[ok].sum(axis=0))
 
 
 # ----------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def norm_constants(y_mm, scale_mm):
 
 def masked_mse(y_true, y_pred):
     """Mean squared error over the finite targets only (missing truth = NaN)."""
-    ops = importimport_keras().ops
+    ops = import_keras().ops
     ok = ops.logical_not(ops.isnan(y_true))
     diff = ops.where(ok, y_pred - ops.where(ok, y_true, 0.0), 0.0)
     return ops.sum(diff * diff) / ops.maximum(ops.sum(ops.cast(ok, "float32")), 1.0)
