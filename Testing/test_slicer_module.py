@@ -2,8 +2,10 @@
 
 End to end: a phantom cine is loaded as a volume sequence with a browser, the module's Logic runs
 the engine in a subprocess and its outputs are checked in the scene.  The engine is the project's
-own (``python -m CardiacQuanLib``) when its CLI exists, else a stand-in with the same command line,
+own (``python -m cardiacquan``) when its CLI exists, else a stand-in with the same command line,
 files and progress protocol (Testing/slicer_scene.py); failures are injected with the stand-in.
+Slicer's framework (qt, ScriptedLoadableModule, parameterNodeWrapper) is stood in by
+Testing/slicer_stubs.py; the module's own helpers (CardiacQuanLib) and the MRML classes are real.
 """
 import csv
 import json
@@ -20,6 +22,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import slicer_scene as ss  # noqa: E402
+import slicer_stubs  # noqa: E402
+from cardiacquan import contract  # noqa: E402  (slicer_scene put the module folder on sys.path)
 
 UI_FILE = os.path.join(ss.MODULE_DIR, "Resources", "UI", "CardiacQuan.ui")
 ICON_FILE = os.path.join(ss.MODULE_DIR, "Resources", "Icons", "CardiacQuan.png")
@@ -59,7 +63,7 @@ def fake_engine_dir(tmp_path_factory):
 
 def _use_engine(logic, kind, fake_dir):
     if kind == "real":
-        logic.engineModule = "CardiacQuanLib"
+        logic.engineModule = "cardiacquan"
         logic.enginePythonPaths = [ss.MODULE_DIR]
     else:
         logic.engineModule = "cqfake"
@@ -205,27 +209,25 @@ def test_extension_cmake_and_s4ext_are_consistent():
 # exchange format
 # --------------------------------------------------------------------------------------
 def test_exchange_files_round_trip(tmp_path):
-    from cardiacquan import contract
-
     img = np.random.default_rng(0).normal(size=(3, 2, 10, 12)).astype(np.float32)
     d = np.column_stack([[1, 0, 0], [0, 1, 0], [0, 0, 1.0]])
-    p = exchange.save_cine_npz(str(tmp_path / "c.npz"), img, (1.5, 1.25), np.zeros((2, 3)), d, [0, 30, 60],
+    p = contract.save_cine_npz(str(tmp_path / "c.npz"), img, (1.5, 1.25), np.zeros((2, 3)), d, [0, 30, 60],
                                slice_thickness=8, source="x")
-    c = exchange.load_cine_npz(p)
+    c = contract.load_cine_npz(p)
     assert np.array_equal(c["image"], img) and c["spacing"] == (1.5, 1.25) and c["times_known"]
     assert np.allclose(c["direction"], d) and c["slice_thickness"] == 8 and c["source"] == "x"
-    c2 = exchange.load_cine_npz(exchange.save_cine_npz(str(tmp_path / "d.npz"), img, (1, 1), np.zeros((2, 3))))
+    c2 = contract.load_cine_npz(contract.save_cine_npz(str(tmp_path / "d.npz"), img, (1, 1), np.zeros((2, 3))))
     assert c2["direction"] is None and not c2["times_known"] and list(c2["times_ms"]) == [0, 1, 2]
     lab = np.zeros((3, 2, 10, 12), np.uint8)
     lab[:, :, 2:5, 3:6] = 3
-    r = exchange.load_results_npz(exchange.save_results_npz(str(tmp_path / "r.npz"), lab, lab // 3))
+    r = contract.load_results_npz(contract.save_results_npz(str(tmp_path / "r.npz"), lab, lab // 3))
     assert np.array_equal(r["labels"], lab) and np.array_equal(r["sectors"], lab // 3)
-    assert exchange.load_results_npz(exchange.save_results_npz(str(tmp_path / "l.npz"), lab))["sectors"] is None
-    with pytest.raises(exchange.ExchangeError):
-        exchange.save_results_npz(str(tmp_path / "bad.npz"), lab + 5)
-    assert exchange.parse_progress(exchange.progress_line(3, 20, "frame 3 of 20")) == (3, 20, "frame 3 of 20")
-    assert exchange.parse_progress("CQ-PROGRESSX 1 2") is None
-    assert exchange.parse_error(exchange.error_line("bad\ninput")) == "bad input"
+    assert contract.load_results_npz(contract.save_results_npz(str(tmp_path / "l.npz"), lab))["sectors"] is None
+    with pytest.raises(contract.ExchangeError):
+        contract.save_results_npz(str(tmp_path / "bad.npz"), lab + 5)
+    assert contract.parse_progress(contract.progress_line(3, 20, "frame 3 of 20")) == (3, 20, "frame 3 of 20")
+    assert contract.parse_progress("CQ-PROGRESSX 1 2") is None
+    assert contract.parse_error(contract.error_line("bad\ninput")) == "bad input"
 
 
 # --------------------------------------------------------------------------------------
@@ -250,9 +252,7 @@ def test_one_segmentation_per_frame_aligned_with_the_browser(run, cine, module):
 
 def test_changing_the_browser_frame_changes_the_shown_masks(run, cine):
     out, browser = run["out"], cine["browser"]
-    from cardiacquan import contract
-
-    expected = exchange.load_results_npz(os.path.join(run["outdir"], "results.npz"))
+    expected = contract.load_results_npz(os.path.join(run["outdir"], contract.RESULTS_NPZ))
     shape = cine["labels"].shape[1:]
     seen = []
     for t in (0, 3, 7, len(cine["times"]) - 1):
@@ -296,7 +296,7 @@ def test_six_rwt_sectors_aha_7_to_12_on_every_frame(run, cine, module):
             for z in range(shape[0]):
                 if valid.get((z, t)) == 1:
                     assert mask[z].any(), f"frame {t}, slice {z}: sector {name} is empty"
-        myo = ss.segmentation_labels(segSeq.GetNthDataNode(t), shape, cine["ijk"]) == module.LABEL_MYOCARDIUM
+        myo = ss.segmentation_labels(segSeq.GetNthDataNode(t), shape, cine["ijk"]) == contract.MYOCARDIUM
         for z in range(shape[0]):
             if valid.get((z, t)) == 1:
                 assert np.array_equal(union[z], myo[z]), f"frame {t}, slice {z}: sectors do not tile the myocardium"
@@ -333,7 +333,7 @@ def test_segment_names_terminology_and_colours(run, module):
 
 def test_table_values_equal_the_engines_indices_csv(run):
     table = run["out"].indicesTable
-    with open(os.path.join(run["outdir"], "indices.csv"), newline="") as f:
+    with open(os.path.join(run["outdir"], contract.INDICES_CSV), newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
         columns = reader.fieldnames
@@ -352,7 +352,7 @@ def test_table_values_equal_the_engines_indices_csv(run):
     assert table.GetColumnUnitLabel("cavity_area_mm2") == "mm\u00b2"
     assert table.GetColumnUnitLabel("rwt1_mm") == "mm" and table.GetColumnUnitLabel("time_ms") == "ms"
     assert "inferoseptal" in table.GetColumnDescription("rwt1_mm")
-    summary = json.load(open(os.path.join(run["outdir"], "summary.json")))
+    summary = json.load(open(os.path.join(run["outdir"], contract.SUMMARY_JSON)))
     assert table.GetAttribute("CardiacQuan.EDFrame") == str(summary["ed_frame"])
     assert table.GetAttribute("CardiacQuan.ESFrame") == str(summary["es_frame"])
     assert table.GetAttribute("CardiacQuan.MidSlice") == str(summary["mid_slice"])
@@ -449,10 +449,12 @@ def test_rerun_replaces_only_its_own_outputs(logic, cine, slicer_scene, run):
 
 def test_rerun_after_the_user_deleted_the_segmentation_sequence_leaves_no_stale_copy(logic, cine, slicer_scene,
                                                                                        run, module):
+    from CardiacQuanLib import output_registry
+
     scene = slicer_scene.scene
-    module._removeNode(scene, run["out"].segmentationSequence)   # Data module > Delete on the sequence
+    output_registry.removeNode(scene, run["out"].segmentationSequence)   # Data module > Delete on the sequence
     logic.quantify(cine["proxy"], labels=cine["labels"])
-    segs = [n for n in module._allNodes(scene) if n.IsA("vtkMRMLSegmentationNode")]
+    segs = [n for n in output_registry.allNodes(scene) if n.IsA("vtkMRMLSegmentationNode")]
     assert sorted(n.GetName() for n in segs) == sorted([f"{cine['proxy'].GetName()} LV segmentation",
                                                         f"{cine['proxy'].GetName()} RWT sectors"])
     assert all(cine["browser"].GetSequenceNode(n) is not None for n in segs), "every segmentation follows the cine"
@@ -496,7 +498,7 @@ def test_requantify_from_an_edited_segmentation(logic, cine, run, slicer_scene):
         assert before - after == pytest.approx(changed * spacing, rel=0.1)
     assert _row(new.indicesTable, mid, 0)["cavity_area_mm2"] == pytest.approx(before0)  # other frames unchanged
     assert new.segmentationSequence.GetNumberOfDataNodes() == T
-    rows_ = list(csv.DictReader(open(os.path.join(new.outputDirectory, "indices.csv"))))
+    rows_ = list(csv.DictReader(open(os.path.join(new.outputDirectory, contract.INDICES_CSV))))
     assert {r["source"] for r in rows_} != {"network"}
 
 
@@ -593,7 +595,7 @@ def test_engine_error_leaves_the_scene_unchanged(logic, cine, slicer_scene, fake
 
 def test_real_engine_error_is_reported_in_one_line(logic, cine, slicer_scene):
     if not ss.real_engine_available():
-        pytest.skip("CardiacQuanLib's CLI is not there yet")
+        pytest.skip("cardiacquan's CLI is not there yet")
     _use_engine(logic, "real", None)
     before = ss.snapshot(slicer_scene.scene)
     logic.engineExtraArguments = ["--no-network"]  # the engine refuses: no masks and no network allowed
@@ -614,6 +616,8 @@ def test_bad_engine_results_roll_back(logic, cine, slicer_scene, fake_engine_dir
 
 
 def test_import_failure_midway_rolls_back(logic, cine, slicer_scene, fake_engine_dir, module, monkeypatch):
+    from CardiacQuanLib import results_import
+
     _use_engine(logic, "fake", fake_engine_dir)
     logic.quantify(cine["proxy"], labels=cine["labels"])
     before = ss.snapshot(slicer_scene.scene)
@@ -621,7 +625,7 @@ def test_import_failure_midway_rolls_back(logic, cine, slicer_scene, fake_engine
     def boom(*a, **k):
         raise RuntimeError("disk full while building the chart")
 
-    monkeypatch.setattr(module.CardiacQuanLogic, "_addChart", boom)
+    monkeypatch.setattr(results_import, "addChart", boom)
     with pytest.raises(Exception, match="disk full"):
         logic.quantify(cine["proxy"], labels=cine["labels"])
     assert ss.snapshot(slicer_scene.scene) == before
@@ -658,7 +662,7 @@ def test_cancel_ends_the_process_tree_and_leaves_the_scene_unchanged(logic, cine
     assert not os.path.exists(job.workDir)
     assert ss.snapshot(slicer_scene.scene) == before
     with pytest.raises(Exception, match="cancelled"):
-        logic._finish(job)
+        job.result()
 
 
 def _alive(pid):
@@ -707,7 +711,7 @@ def test_invalid_requests_fail_before_touching_the_scene(logic, cine, slicer_sce
         logic.quantify(cine["proxy"], labels=wrapped)
     with pytest.raises(Err, match="0..3"):
         logic.quantify(cine["proxy"], labels=np.full(cine["labels"].shape, 7))
-    logic.engineModule = "CardiacQuanLib_not_there"
+    logic.engineModule = "cardiacquan_not_there"
     with pytest.raises(Err):
         logic.quantify(cine["proxy"], labels=cine["labels"])
     assert ss.snapshot(slicer_scene.scene) == before
@@ -787,10 +791,12 @@ def test_results_summary_text(run, logic):
 
 
 def test_requirements_check(module):
+    from CardiacQuanLib import requirements
+
     missing = module.CardiacQuanLogic.missingRequirements(network=False)
     assert isinstance(missing, list)
     assert all({"name", "pipSpec", "text"} <= set(m) for m in missing)
-    assert module._versionTuple("2.16.1rc0") == (2, 16, 1) and module._versionTuple("1.26") < (2,)
+    assert requirements.versionTuple("2.16.1rc0") == (2, 16, 1) and requirements.versionTuple("1.26") < (2,)
 
 
 def test_parameter_node_defaults(module, slicer_scene):
@@ -805,7 +811,7 @@ def test_parameter_node_defaults(module, slicer_scene):
 # --------------------------------------------------------------------------------------
 def test_network_path_end_to_end(module, slicer_scene, phantom_data, tmp_path):
     if not ss.real_engine_available():
-        pytest.skip("CardiacQuanLib's CLI is not there yet")
+        pytest.skip("cardiacquan's CLI is not there yet")
     missing = module.CardiacQuanLogic.missingRequirements(network=True)
     if missing:
         pytest.skip("engine requirements missing: " + ", ".join(m["name"] for m in missing))
@@ -821,7 +827,7 @@ def test_network_path_end_to_end(module, slicer_scene, phantom_data, tmp_path):
         if "model" in str(e).lower() or "weights" in str(e).lower():
             pytest.skip(f"no trained model available: {e}")
         raise
-    rows = list(csv.DictReader(open(os.path.join(out.outputDirectory, "indices.csv"))))
+    rows = list(csv.DictReader(open(os.path.join(out.outputDirectory, contract.INDICES_CSV))))
     assert out.indicesTable.GetNumberOfRows() == len(rows) > 0
     assert {r["source"] for r in rows} - {"labels"}
     assert out.segmentationSequence.GetNumberOfDataNodes() == image.shape[0]
@@ -831,18 +837,6 @@ def test_network_path_end_to_end(module, slicer_scene, phantom_data, tmp_path):
 # --------------------------------------------------------------------------------------
 # the widget, with Qt stood in (the GUI code paths, against the real Logic and scene)
 # --------------------------------------------------------------------------------------
-class _Signal:
-    def __init__(self):
-        self.slots = []
-
-    def connect(self, slot):
-        self.slots.append(slot)
-
-    def emit(self, *a):
-        for s in list(self.slots):
-            s(*a)
-
-
 class _Widget:
     """Stands in for any Qt widget named in the .ui file: attributes, connect(), show()/hide()."""
 
@@ -870,68 +864,14 @@ class _Widget:
         self.range = (lo, hi)
 
 
-class _Timer:
-    def __init__(self):
-        self.timeout = _Signal()
-        self.active = False
-
-    def setInterval(self, ms):
-        self.interval = ms
-
-    def start(self):
-        self.active = True
-
-    def stop(self):
-        self.active = False
-
-
 @pytest.fixture
 def gui(module, slicer_scene, cine, fake_engine_dir, monkeypatch, tmp_path):
-    """The module loaded as inside Slicer (qt/ctk/ScriptedLoadableModule stood in), its widget set up."""
+    """The module as inside Slicer, its widget set up: Slicer's framework and Qt stood in
+    (slicer_stubs), the application's dialogs, UI loader and toolbar stood in here."""
     import contextlib
     import types
 
     import slicer
-
-    qtStub = types.ModuleType("qt")
-    qtStub.QTimer = _Timer
-    slm = types.ModuleType("slicer.ScriptedLoadableModule")
-
-    class ScriptedLoadableModule:
-        def __init__(self, parent):
-            self.parent = parent
-
-    class ScriptedLoadableModuleWidget:
-        def __init__(self, parent=None):
-            self.parent = parent or types.SimpleNamespace(isEntered=True)
-            self.layout = types.SimpleNamespace(addWidget=lambda w: None)
-
-        def setup(self):
-            pass
-
-        def resourcePath(self, filename):
-            return os.path.join(ss.MODULE_DIR, "Resources", filename)
-
-    slm.ScriptedLoadableModule = ScriptedLoadableModule
-    slm.ScriptedLoadableModuleWidget = ScriptedLoadableModuleWidget
-    slm.ScriptedLoadableModuleLogic = module.ScriptedLoadableModuleLogic  # parameter node in slicer.mrmlScene
-    class ScriptedLoadableModuleTest(__import__("unittest").TestCase):
-        def delayDisplay(self, message, msec=None):
-            print(message)
-
-    slm.ScriptedLoadableModuleTest = ScriptedLoadableModuleTest
-    pnw = types.ModuleType("slicer.parameterNodeWrapper")
-
-    def parameterNodeWrapper(cls):
-        wrapped = module.parameterNodeWrapper(cls)
-        wrapped.connectGui = lambda self, ui: "tag"
-        wrapped.disconnectGui = lambda self, tag: None
-        return wrapped
-
-    pnw.parameterNodeWrapper, pnw.Choice = parameterNodeWrapper, module.Choice
-    for name, mod in (("qt", qtStub), ("ctk", types.ModuleType("ctk")), ("slicer.ScriptedLoadableModule", slm),
-                      ("slicer.parameterNodeWrapper", pnw)):
-        monkeypatch.setitem(sys.modules, name, mod)
 
     _, uiWidgets = _ui_widgets()
     ui = types.SimpleNamespace(**{n: _Widget(n, w.get("class")) for n, w in uiWidgets.items()})
@@ -949,10 +889,11 @@ def gui(module, slicer_scene, cine, fake_engine_dir, monkeypatch, tmp_path):
     monkeypatch.setattr(slicer.util, "errorDisplay", lambda *a, **k: None, raising=False)
     monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", lambda *a, **k: contextlib.nullcontext(), raising=False)
 
-    spec = __import__("importlib.util").util.spec_from_file_location("CardiacQuanInSlicer", ss.MODULE_FILE)
-    guiModule = __import__("importlib.util").util.module_from_spec(spec)
-    spec.loader.exec_module(guiModule)
-    assert guiModule.IN_SLICER_APP
+    from CardiacQuanLib.application import inSlicerApplication
+
+    guiModule = module
+    assert inSlicerApplication()
+    assert isinstance(sys.modules["qt"].QTimer(), slicer_stubs.QTimer)
     guiModule.CardiacQuan(types.SimpleNamespace())  # metadata
     widget = guiModule.CardiacQuanWidget()
     widget.setup()
