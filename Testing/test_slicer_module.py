@@ -195,14 +195,143 @@ def test_extension_cmake_and_s4ext_are_consistent():
     assert kv["screenshoturls"] == cm["EXTENSION_SCREENSHOTURLS"]
     assert kv["scmurl"].startswith("https://github.com/")
     assert "slicerMacroBuildScriptedModule" in mod and "slicer_add_python_unittest" in mod
-    # every file the module ships is listed (scripts, engine package, UI, icon, model weights)
+    # what the module ships: tested on the evaluated lists below
+    installed = _cmake_installed()
+    assert "CardiacQuan.py" in installed["MODULE_PYTHON_SCRIPTS"]
+
+
+# --------------------------------------------------------------------------------------
+# what CardiacQuan/CMakeLists.txt installs: runtime code only
+# --------------------------------------------------------------------------------------
+def _cmake_installed():
+    """Evaluate the module's CMakeLists.txt: {list variable: set of paths relative to the module folder}.
+
+    Understands what that file uses: set(VAR ...), file(GLOB VAR RELATIVE dir [CONFIGURE_DEPENDS] patterns),
+    list(REMOVE_ITEM VAR ...), ${VAR} expansion; a GLOB pattern matches one folder level, like CMake's.
+    """
+    import glob
+
+    text = open(os.path.join(ss.MODULE_DIR, "CMakeLists.txt"), encoding="utf-8").read()
+    text = re.sub(r"#[^\n]*", "", text)
+    variables = {"CMAKE_CURRENT_SOURCE_DIR": [ss.MODULE_DIR]}
+
+    def expand(tokens):
+        out = []
+        for t in tokens:
+            m = re.fullmatch(r"\$\{(\w+)\}", t)
+            if m:
+                out += variables.get(m.group(1), [])
+            else:
+                out.append(re.sub(r"\$\{(\w+)\}", lambda g: " ".join(variables.get(g.group(1), [])), t))
+        return out
+
+    for command, args in re.findall(r"(\w+)\s*\(([^)]*)\)", text):
+        tokens = args.split()
+        if command == "set" and tokens:
+            variables[tokens[0]] = expand(tokens[1:])
+        elif command == "file" and tokens[:1] == ["GLOB"]:
+            var, rest = tokens[1], expand(tokens[2:])
+            assert rest[0] == "RELATIVE" and rest[1] == ss.MODULE_DIR, "GLOB relative to the module folder"
+            patterns = [t for t in rest[2:] if t != "CONFIGURE_DEPENDS"]
+            found = set()
+            for pattern in patterns:
+                assert "**" not in pattern, f"narrow globs only: {pattern}"
+                found |= {os.path.relpath(f, ss.MODULE_DIR).replace(os.sep, "/")
+                          for f in glob.glob(os.path.join(ss.MODULE_DIR, pattern)) if os.path.isfile(f)}
+            variables[var] = sorted(found)
+        elif command == "list" and tokens[:1] == ["REMOVE_ITEM"]:
+            remove = set(expand(tokens[2:]))
+            variables[tokens[1]] = [v for v in variables.get(tokens[1], []) if v not in remove]
+    return {k: set(v) for k, v in variables.items() if k.startswith("MODULE_PYTHON_")}
+
+
+def _engine_imports(path):
+    """Every cardiacquan module a file imports (static import statements, anywhere in the file)."""
+    import ast
+
+    engine = os.path.join(ss.MODULE_DIR, "cardiacquan")
+    found = set()
+
+    def is_module(name):
+        rel = os.path.join(ss.MODULE_DIR, *name.split("."))
+        return os.path.isfile(rel + ".py") or os.path.isfile(os.path.join(rel, "__init__.py"))
+
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] == "cardiacquan" and is_module(name):
+                found.add(name)
+    assert os.path.isdir(engine)
+    return found
+
+
+def _module_files(name):
+    """The files a module needs: its own and the __init__.py of every package above it."""
+    parts = name.split(".")
+    files = [f"{'/'.join(parts[:i])}/__init__.py" for i in range(1, len(parts))]
+    rel = "/".join(parts)
+    files.append(f"{rel}/__init__.py" if os.path.isdir(os.path.join(ss.MODULE_DIR, *parts)) else f"{rel}.py")
+    return files
+
+
+def test_cmake_installs_the_module_script_and_every_helper():
+    scripts = _cmake_installed()["MODULE_PYTHON_SCRIPTS"]
     lib = os.path.join(ss.MODULE_DIR, "CardiacQuanLib")
-    for f in sorted(os.listdir(lib)):
-        if f.endswith(".py"):
-            assert f in mod or "CardiacQuanLib/*.py" in mod, f
-    expanded = mod.replace("${MODULE_NAME}", "CardiacQuan")
-    for needle in ("CardiacQuan.py", "Resources/UI/CardiacQuan.ui", "Resources/Icons/CardiacQuan.png", "Resources/Models/*"):
-        assert needle in expanded, needle
+    helpers = {f"CardiacQuanLib/{f}" for f in os.listdir(lib) if f.endswith(".py")}
+    assert "CardiacQuanLib/__init__.py" in helpers
+    assert {"CardiacQuan.py"} | helpers <= scripts, sorted(({"CardiacQuan.py"} | helpers) - scripts)
+    for f in scripts:
+        assert os.path.isfile(os.path.join(ss.MODULE_DIR, f)), f
+
+
+def test_cmake_installs_every_engine_module_the_cli_and_the_pipeline_import_and_no_training_code():
+    scripts = _cmake_installed()["MODULE_PYTHON_SCRIPTS"]
+    # what Slicer runs: `python -m cardiacquan quantify` (cli) and the pipeline, and what they import
+    todo = ["cardiacquan.__main__", "cardiacquan.cli", "cardiacquan.pipeline"]
+    reachable = set()
+    while todo:
+        name = todo.pop()
+        if name in reachable:
+            continue
+        reachable.add(name)
+        for f in _module_files(name):
+            todo += sorted(_engine_imports(os.path.join(ss.MODULE_DIR, f)) - reachable)
+    # the CLI imports these stage commands dynamically, only when present: optional, never installed
+    optional = {"cardiacquan.training.commands", "cardiacquan.evaluation.commands"}
+    stages = ("cardiacquan.training", "cardiacquan.evaluation")
+    assert not [m for m in reachable - optional if m.startswith(stages)], \
+        "the runtime path imports a training/evaluation module statically"
+    needed = {f for m in reachable for f in _module_files(m)}
+    missing = sorted(needed - scripts)
+    assert not missing, f"engine modules the runtime imports but CMakeLists.txt does not install: {missing}"
+    assert {"cardiacquan/contract.py", "cardiacquan/cli.py", "cardiacquan/__main__.py",
+            "cardiacquan/pipeline.py", "cardiacquan/models.py"} <= scripts
+    # runtime code only
+    engine = {f for f in scripts if f.startswith("cardiacquan/")}
+    for f in engine:
+        assert not f.startswith(("cardiacquan/training/", "cardiacquan/evaluation/")), f
+        assert f.endswith(".py"), f
+    assert "cardiacquan/io/datasets.py" not in engine
+    resources = _cmake_installed()["MODULE_PYTHON_RESOURCES"]
+    assert not [f for f in scripts | resources if f.endswith("CONTRACT.md")]
+
+
+def test_cmake_installs_the_models_and_their_cards_but_no_training_logs():
+    resources = _cmake_installed()["MODULE_PYTHON_RESOURCES"]
+    for f in resources:
+        assert os.path.isfile(os.path.join(ss.MODULE_DIR, f)), f
+    models = os.path.join(ss.MODULE_DIR, "Resources", "Models")
+    wanted = {f"Resources/Models/{f}" for f in os.listdir(models)
+              if f.endswith((".keras", ".md")) or f == "quan_net.json"}
+    assert {"Resources/Models/seg_model.keras", "Resources/Models/quan_net.keras"} <= wanted
+    assert wanted | {"Resources/Icons/CardiacQuan.png", "Resources/UI/CardiacQuan.ui"} == resources, \
+        sorted(resources ^ (wanted | {"Resources/Icons/CardiacQuan.png", "Resources/UI/CardiacQuan.ui"}))
+    assert not [f for f in resources if f.endswith((".log", ".train.json"))]
 
 
 # --------------------------------------------------------------------------------------
