@@ -201,6 +201,138 @@ def test_extension_cmake_and_s4ext_are_consistent():
 
 
 # --------------------------------------------------------------------------------------
+# the Slicer side's shape: template order, thin module file, helpers in CardiacQuanLib
+# --------------------------------------------------------------------------------------
+LIB_DIR = os.path.join(ss.MODULE_DIR, "CardiacQuanLib")
+FRAMEWORK_NAMES = {"parameterNodeWrapper", "Choice", "ScriptedLoadableModule", "ScriptedLoadableModuleLogic",
+                   "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleTest", "VTKObservationMixin"}
+
+
+def _slicer_side_files():
+    files = {"CardiacQuan": ss.MODULE_FILE}
+    for f in sorted(os.listdir(LIB_DIR)):
+        if f.endswith(".py"):
+            name = "CardiacQuanLib" if f == "__init__.py" else f"CardiacQuanLib.{f[:-3]}"
+            files[name] = os.path.join(LIB_DIR, f)
+    return files
+
+
+def _import_statements(path):
+    """(module, names, line, inside a function or class body) of every import statement."""
+    import ast
+
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    found = []
+
+    def visit(node, nested):
+        for child in ast.iter_child_nodes(node):
+            inner = nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                found.extend((a.name, [], child.lineno, nested) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                assert child.level == 0, f"{path}:{child.lineno}: relative import"
+                found.append((child.module, [a.name for a in child.names], child.lineno, nested))
+            visit(child, inner)
+
+    visit(tree, False)
+    return tree, found
+
+
+def test_module_file_is_short_and_defines_no_framework_stand_in():
+    import ast
+
+    source = open(ss.MODULE_FILE, encoding="utf-8").read()
+    n = len(source.splitlines())
+    assert n <= 900, f"CardiacQuan.py has {n} lines: move plumbing to CardiacQuanLib/"
+    tree = ast.parse(source)
+    defined = {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assert not defined & FRAMEWORK_NAMES, f"framework stand-ins belong in Testing/: {defined & FRAMEWORK_NAMES}"
+    assert "IN_SLICER_APP" not in source
+    # Slicer's framework imported the way every scripted module does
+    _, imports = _import_statements(ss.MODULE_FILE)
+    modules = {m for m, _, _, _ in imports}
+    assert {"slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper", "slicer.util", "qt"} <= modules
+    # the template's order: Module, ParameterNode, Widget, Logic, Test
+    order = [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+    assert order == ["CardiacQuan", "CardiacQuanParameterNode", "CardiacQuanWidget", "CardiacQuanLogic",
+                     "CardiacQuanTest"], order
+
+
+@pytest.mark.parametrize("name", sorted(_slicer_side_files()))
+def test_slicer_side_imports_only_the_contract_of_the_engine_at_the_top(name):
+    path = _slicer_side_files()[name]
+    tree, imports = _import_statements(path)
+    import ast
+
+    assert ast.get_docstring(tree), f"{path}: a module docstring says why the file exists"
+    for module, names, line, nested in imports:
+        top = module.split(".")[0]
+        assert not nested, f"{path}:{line}: import {module} inside a function (imports at the top)"
+        if top == "cardiacquan":
+            engine = {module} if module != "cardiacquan" else {f"cardiacquan.{n}" for n in names}
+            assert engine == {"cardiacquan.contract"}, f"{path}:{line}: the Slicer side imports the engine's contract only"
+        if name != "CardiacQuan":
+            assert top not in ("CardiacQuan", "qt", "ctk"), f"{path}:{line}: a helper imports {module} (GUI or the module)"
+        private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+        assert not private, f"{path}:{line}: imports private {private} from {module}"
+    # no private name of another module used through the module (x._y)
+    aliases = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and (node.module or "").startswith(("CardiacQuanLib", "cardiacquan")) for a in node.names}
+    aliases |= {a.asname or a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for a in node.names if a.name.startswith(("CardiacQuanLib", "cardiacquan"))}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            assert not (node.attr.startswith("_") and not node.attr.startswith("__")), \
+                f"{path}:{node.lineno}: {node.value.id}.{node.attr} is private to its module"
+
+
+def test_helpers_depend_one_way():
+    """Widget -> Logic -> CardiacQuanLib -> engine process: no helper imports the module, no circle."""
+    files = _slicer_side_files()
+    graph = {}
+    for name, path in files.items():
+        _, imports = _import_statements(path)
+        edges = set()
+        for module, names, _, _ in imports:
+            if module == "CardiacQuanLib":
+                edges |= {f"CardiacQuanLib.{n}" for n in names}
+            elif module.startswith("CardiacQuanLib."):
+                edges.add(module)
+        graph[name] = edges & set(files)
+    assert all("CardiacQuan" not in e for e in graph.values())
+    state = {}
+
+    def walk(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            assert state.get(nxt) != "open", "import circle: " + " -> ".join(stack + [node, nxt])
+            if nxt not in state:
+                walk(nxt, stack + [node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            walk(node, [])
+    # the engine process is the bottom of the Slicer side: it knows nothing of the scene's outputs
+    assert not graph["CardiacQuanLib.engine_process"] & {"CardiacQuanLib.results_import", "CardiacQuanLib.output_registry",
+                                                          "CardiacQuanLib.scene_input"}
+
+
+def test_constants_come_from_the_contract():
+    """Column names/units, integer and text columns, label values and output file names are not
+    redefined on the Slicer side."""
+    duplicates = re.compile(r"COLUMN_INFO\s*=|_INT_COLUMNS|_STRING_COLUMNS|LABEL_(RV|MYOCARDIUM|LV_CAVITY)\b|"
+                            r"\"(indices\.csv|summary\.json|results\.npz|segmentation\.nii\.gz)\"|"
+                            r"\"(cavity_area_mm2|myocardium_area_mm2|rwt\d_mm|dim\d_mm)\"|mm\\u00b2\"\)")
+    for name, path in _slicer_side_files().items():
+        for i, line in enumerate(open(path, encoding="utf-8"), start=1):
+            assert not duplicates.search(line), f"{path}:{i}: defined in cardiacquan.contract: {line.strip()}"
+    for name in ("SLICE_COLUMN", "FRAME_COLUMN", "TIME_COLUMN", "PHASE_COLUMN"):
+        assert getattr(contract, name) in contract.INDICES_COLUMN_NAMES, name
+    assert set(contract.INDEX_COLUMN.values()) == set(contract.INDEX_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------
 # what CardiacQuan/CMakeLists.txt installs: runtime code only
 # --------------------------------------------------------------------------------------
 def _cmake_installed():
