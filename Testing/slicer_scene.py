@@ -18,8 +18,9 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_DIR = os.path.join(REPO, "CardiacQuan")
 MODULE_FILE = os.path.join(MODULE_DIR, "CardiacQuan.py")
-if MODULE_DIR not in sys.path:
-    sys.path.insert(0, MODULE_DIR)
+for _path in (MODULE_DIR, os.path.dirname(os.path.abspath(__file__))):  # the module folder; slicer_stubs
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 
 def slicer_core_available():
@@ -33,7 +34,11 @@ def slicer_core_available():
 
 
 def load_module():
-    """Import CardiacQuan/CardiacQuan.py (the Slicer module file) by path."""
+    """Import CardiacQuan/CardiacQuan.py (the Slicer module file) by path, Slicer's framework stood
+    in first (slicer_stubs: qt, ctk, slicer.ScriptedLoadableModule, slicer.parameterNodeWrapper)."""
+    import slicer_stubs
+
+    slicer_stubs.install()
     if "CardiacQuan" in sys.modules and getattr(sys.modules["CardiacQuan"], "__file__", None) == MODULE_FILE:
         return sys.modules["CardiacQuan"]
     spec = importlib.util.spec_from_file_location("CardiacQuan", MODULE_FILE)
@@ -323,14 +328,10 @@ def volume_digest(node):
 
 def segmentation_labels(segNode, shapeZRC, ijk_to_ras):
     """Label array (Z,R,C) of a segmentation node on a frame grid, by segment name."""
-    module = load_module()
-    import slicer
+    load_module()
+    from CardiacQuanLib.mrml_arrays import frameGeometryImage, segmentationToLabels
 
-    ref = slicer.vtkOrientedImageData()
-    Z, R, C = shapeZRC
-    ref.SetExtent(0, C - 1, 0, R - 1, 0, Z - 1)
-    ref.SetImageToWorldMatrix(module._vtkMatrix(ijk_to_ras))
-    return module._segmentationToLabels(segNode, ref, shapeZRC)
+    return segmentationToLabels(segNode, frameGeometryImage(ijk_to_ras, shapeZRC), shapeZRC)
 
 
 def segment_array(segNode, segmentId, shapeZRC, ijk_to_ras):
@@ -338,11 +339,10 @@ def segment_array(segNode, segmentId, shapeZRC, ijk_to_ras):
     import slicer
     import vtk.util.numpy_support as vtk_np
 
-    module = load_module()
-    ref = slicer.vtkOrientedImageData()
-    Z, R, C = shapeZRC
-    ref.SetExtent(0, C - 1, 0, R - 1, 0, Z - 1)
-    ref.SetImageToWorldMatrix(module._vtkMatrix(ijk_to_ras))
+    load_module()
+    from CardiacQuanLib.mrml_arrays import frameGeometryImage
+
+    ref = frameGeometryImage(ijk_to_ras, shapeZRC)
     binary = slicer.vtkOrientedImageData()
     segNode.GetBinaryLabelmapRepresentation(segmentId, binary)
     out = np.zeros(shapeZRC, bool)
@@ -358,7 +358,8 @@ def segment_array(segNode, segmentId, shapeZRC, ijk_to_ras):
 
 
 # --------------------------------------------------------------------------------------
-# a stand-in engine (same command line, files and stderr protocol as CardiacQuanLib's CLI)
+# a stand-in engine (same command line, files and stderr protocol as `python -m cardiacquan`;
+# file names, columns and the protocol come from cardiacquan.contract)
 # --------------------------------------------------------------------------------------
 FAKE_ENGINE_MAIN = textwrap.dedent('''
     """Stand-in engine for tests: numpy only. Mode from $CQFAKE_MODE: ok, error, hang, badresults."""
@@ -367,7 +368,7 @@ FAKE_ENGINE_MAIN = textwrap.dedent('''
     from cardiacquan import contract
 
     def progress(done, total, msg):
-        print(exchange.progress_line(done, total, msg), file=sys.stderr, flush=True)
+        print(contract.progress_line(done, total, msg), file=sys.stderr, flush=True)
 
     def main():
         ap = argparse.ArgumentParser()
@@ -378,12 +379,12 @@ FAKE_ENGINE_MAIN = textwrap.dedent('''
         ap.add_argument("--labels")
         a = ap.parse_args()
         mode = os.environ.get("CQFAKE_MODE", "ok")
-        cine = exchange.load_cine_npz(a.input)
+        cine = contract.load_cine_npz(a.input)
         T, Z, R, C = cine["image"].shape
         print("fake engine: loaded", cine["image"].shape, file=sys.stderr, flush=True)
         if mode == "error":
             print("some log text", file=sys.stderr)
-            print(exchange.error_line("the network found no left ventricle in slice 2"), file=sys.stderr, flush=True)
+            print(contract.error_line("the network found no left ventricle in slice 2"), file=sys.stderr, flush=True)
             sys.exit(3)
         if mode == "hang":
             child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
@@ -393,7 +394,7 @@ FAKE_ENGINE_MAIN = textwrap.dedent('''
                 progress(t, 1000, f"frame {t} of 1000")
                 time.sleep(0.2)
         if a.labels:
-            labels = exchange.load_results_npz(a.labels)["labels"]
+            labels = contract.load_results_npz(a.labels)["labels"]
         else:  # stand-in "network": the brightest blob near the centre is the cavity, a ring around it the wall
             img = cine["image"]
             labels = np.zeros(img.shape, np.uint8)
@@ -405,8 +406,8 @@ FAKE_ENGINE_MAIN = textwrap.dedent('''
                     ring = cav.copy()
                     for _ in range(3):
                         ring = ring | np.roll(ring, 1, 0) | np.roll(ring, -1, 0) | np.roll(ring, 1, 1) | np.roll(ring, -1, 1)
-                    labels[t, z][ring & ~cav] = 2
-                    labels[t, z][cav] = 3
+                    labels[t, z][ring & ~cav] = contract.MYOCARDIUM
+                    labels[t, z][cav] = contract.LV_CAVITY
         slices = list(range(Z)) if a.slices == "all" else [Z // 2] if a.slices == "mid" else [int(a.slices)]
         os.makedirs(a.output, exist_ok=True)
         rsp, csp = cine["spacing"]
@@ -414,8 +415,8 @@ FAKE_ENGINE_MAIN = textwrap.dedent('''
         sectors = np.zeros_like(labels)
         per_slice = []
         for z in slices:
-            cav = (labels[:, z] == 3).sum(axis=(1, 2)) * rsp * csp
-            myo = (labels[:, z] == 2).sum(axis=(1, 2)) * rsp * csp
+            cav = (labels[:, z] == contract.LV_CAVITY).sum(axis=(1, 2)) * rsp * csp
+            myo = (labels[:, z] == contract.MYOCARDIUM).sum(axis=(1, 2)) * rsp * csp
             ed, es = int(np.argmax(cav)), int(np.argmin(cav))
             phase = np.zeros(T, int)
             t = (ed + 1) % T
@@ -428,32 +429,35 @@ FAKE_ENGINE_MAIN = textwrap.dedent('''
             for t in range(T):
                 progress(len(rows) + 1, len(slices) * T, f"frame {t + 1} of {T}")
                 r = np.sqrt(cav[t] / np.pi)
-                rr, cc = np.nonzero(labels[t, z] == 3)
+                rr, cc = np.nonzero(labels[t, z] == contract.LV_CAVITY)
                 if rr.size:
                     cy, cx = rr.mean(), cc.mean()
-                    yy, xx = np.nonzero(labels[t, z] == 2)
+                    yy, xx = np.nonzero(labels[t, z] == contract.MYOCARDIUM)
                     ang = np.degrees(np.arctan2(-(yy - cy) * rsp, (xx - cx) * csp)) % 360
                     sectors[t, z, yy, xx] = ((ang - 180) % 360 // 60).astype(np.uint8) + 1
-                rows.append(dict(slice=z, slice_position_mm=float(cine["origins"][z] @ [0, 0, 1]), frame=t,
-                                 time_ms=float(cine["times_ms"][t]), cavity_area_mm2=round(float(cav[t]), 4),
-                                 myocardium_area_mm2=round(float(myo[t]), 4),
-                                 dim1_mm=round(2 * r, 3), dim2_mm=round(2 * r + 0.5, 3), dim3_mm=round(2 * r - 0.5, 3),
-                                 **{f"rwt{k}_mm": round(5.0 + 0.1 * k + 0.01 * t, 3) for k in range(1, 7)},
-                                 phase=int(phase[t]), septum_angle_deg=180.0,
-                                 source="labels" if a.labels else "network", valid=1))
-        with open(os.path.join(a.output, "indices.csv"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+                indices = [round(float(cav[t]), 4), round(float(myo[t]), 4),
+                           round(2 * r, 3), round(2 * r + 0.5, 3), round(2 * r - 0.5, 3),
+                           *[round(5.0 + 0.1 * k + 0.01 * t, 3) for k in range(1, 7)]]
+                # every column of contract.INDICES_COLUMNS, in its order
+                values = [z, float(cine["origins"][z] @ [0, 0, 1]), t, float(cine["times_ms"][t]), *indices,
+                          int(phase[t]), 180.0, "rv", 0, 1, "labels" if a.labels else "network"]
+                assert len(values) == len(contract.INDICES_COLUMN_NAMES), "the contract's columns changed"
+                rows.append(dict(zip(contract.INDICES_COLUMN_NAMES, values)))
+        with open(os.path.join(a.output, contract.INDICES_CSV), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=contract.INDICES_COLUMN_NAMES)
             w.writeheader()
             w.writerows(rows)
         mid = slices[len(slices) // 2]
         ps = next(p for p in per_slice if p["slice"] == mid)
-        with open(os.path.join(a.output, "summary.json"), "w") as f:
-            json.dump(dict(ed_frame=ps["ed_frame"], es_frame=ps["es_frame"], mid_slice=mid, slices=per_slice,
-                           software_version="fake", model="none", warnings=[]), f)
+        summary = dict(ed_frame=ps["ed_frame"], es_frame=ps["es_frame"], mid_slice=mid, slices=per_slice,
+                       software_version="fake", model="none", warnings=[])
+        assert set(summary) <= set(contract.SUMMARY_KEYS), "the contract's summary keys changed"
+        with open(os.path.join(a.output, contract.SUMMARY_JSON), "w") as f:
+            json.dump(summary, f)
         if mode == "badresults":
-            exchange.save_results_npz(os.path.join(a.output, "results.npz"), labels[:, :1])
+            contract.save_results_npz(os.path.join(a.output, contract.RESULTS_NPZ), labels[:, :1])
         else:
-            exchange.save_results_npz(os.path.join(a.output, "results.npz"), labels, sectors)
+            contract.save_results_npz(os.path.join(a.output, contract.RESULTS_NPZ), labels, sectors)
 
     if __name__ == "__main__":
         main()
@@ -472,5 +476,6 @@ def write_fake_engine(folder):
 
 
 def real_engine_available():
-    lib = os.path.join(MODULE_DIR, "CardiacQuanLib")
-    return os.path.isfile(os.path.join(lib, "__main__.py")) and os.path.isfile(os.path.join(lib, "cli.py"))
+    """The engine package cardiacquan and its command line are in the module folder."""
+    engine = os.path.join(MODULE_DIR, "cardiacquan")
+    return os.path.isfile(os.path.join(engine, "__main__.py")) and os.path.isfile(os.path.join(engine, "cli.py"))

@@ -2,8 +2,10 @@
 
 End to end: a phantom cine is loaded as a volume sequence with a browser, the module's Logic runs
 the engine in a subprocess and its outputs are checked in the scene.  The engine is the project's
-own (``python -m CardiacQuanLib``) when its CLI exists, else a stand-in with the same command line,
+own (``python -m cardiacquan``) when its CLI exists, else a stand-in with the same command line,
 files and progress protocol (Testing/slicer_scene.py); failures are injected with the stand-in.
+Slicer's framework (qt, ScriptedLoadableModule, parameterNodeWrapper) is stood in by
+Testing/slicer_stubs.py; the module's own helpers (CardiacQuanLib) and the MRML classes are real.
 """
 import csv
 import json
@@ -20,6 +22,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import slicer_scene as ss  # noqa: E402
+import slicer_stubs  # noqa: E402
+from cardiacquan import contract  # noqa: E402  (slicer_scene put the module folder on sys.path)
 
 UI_FILE = os.path.join(ss.MODULE_DIR, "Resources", "UI", "CardiacQuan.ui")
 ICON_FILE = os.path.join(ss.MODULE_DIR, "Resources", "Icons", "CardiacQuan.png")
@@ -59,7 +63,7 @@ def fake_engine_dir(tmp_path_factory):
 
 def _use_engine(logic, kind, fake_dir):
     if kind == "real":
-        logic.engineModule = "CardiacQuanLib"
+        logic.engineModule = "cardiacquan"
         logic.enginePythonPaths = [ss.MODULE_DIR]
     else:
         logic.engineModule = "cqfake"
@@ -191,41 +195,300 @@ def test_extension_cmake_and_s4ext_are_consistent():
     assert kv["screenshoturls"] == cm["EXTENSION_SCREENSHOTURLS"]
     assert kv["scmurl"].startswith("https://github.com/")
     assert "slicerMacroBuildScriptedModule" in mod and "slicer_add_python_unittest" in mod
-    # every file the module ships is listed (scripts, engine package, UI, icon, model weights)
-    lib = os.path.join(ss.MODULE_DIR, "CardiacQuanLib")
-    for f in sorted(os.listdir(lib)):
+    # what the module ships: tested on the evaluated lists below
+    installed = _cmake_installed()
+    assert "CardiacQuan.py" in installed["MODULE_PYTHON_SCRIPTS"]
+
+
+# --------------------------------------------------------------------------------------
+# the Slicer side's shape: template order, thin module file, helpers in CardiacQuanLib
+# --------------------------------------------------------------------------------------
+LIB_DIR = os.path.join(ss.MODULE_DIR, "CardiacQuanLib")
+FRAMEWORK_NAMES = {"parameterNodeWrapper", "Choice", "ScriptedLoadableModule", "ScriptedLoadableModuleLogic",
+                   "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleTest", "VTKObservationMixin"}
+
+
+def _slicer_side_files():
+    files = {"CardiacQuan": ss.MODULE_FILE}
+    for f in sorted(os.listdir(LIB_DIR)):
         if f.endswith(".py"):
-            assert f in mod or "CardiacQuanLib/*.py" in mod, f
-    expanded = mod.replace("${MODULE_NAME}", "CardiacQuan")
-    for needle in ("CardiacQuan.py", "Resources/UI/CardiacQuan.ui", "Resources/Icons/CardiacQuan.png", "Resources/Models/*"):
-        assert needle in expanded, needle
+            name = "CardiacQuanLib" if f == "__init__.py" else f"CardiacQuanLib.{f[:-3]}"
+            files[name] = os.path.join(LIB_DIR, f)
+    return files
+
+
+def _import_statements(path):
+    """(module, names, line, inside a function or class body) of every import statement."""
+    import ast
+
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    found = []
+
+    def visit(node, nested):
+        for child in ast.iter_child_nodes(node):
+            inner = nested or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))
+            if isinstance(child, ast.Import):
+                found.extend((a.name, [], child.lineno, nested) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                assert child.level == 0, f"{path}:{child.lineno}: relative import"
+                found.append((child.module, [a.name for a in child.names], child.lineno, nested))
+            visit(child, inner)
+
+    visit(tree, False)
+    return tree, found
+
+
+def test_module_file_is_short_and_defines_no_framework_stand_in():
+    import ast
+
+    source = open(ss.MODULE_FILE, encoding="utf-8").read()
+    n = len(source.splitlines())
+    assert n <= 900, f"CardiacQuan.py has {n} lines: move plumbing to CardiacQuanLib/"
+    tree = ast.parse(source)
+    defined = {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assert not defined & FRAMEWORK_NAMES, f"framework stand-ins belong in Testing/: {defined & FRAMEWORK_NAMES}"
+    assert "IN_SLICER_APP" not in source
+    # Slicer's framework imported the way every scripted module does
+    _, imports = _import_statements(ss.MODULE_FILE)
+    modules = {m for m, _, _, _ in imports}
+    assert {"slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper", "slicer.util", "qt"} <= modules
+    # the template's order: Module, ParameterNode, Widget, Logic, Test
+    order = [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+    assert order == ["CardiacQuan", "CardiacQuanParameterNode", "CardiacQuanWidget", "CardiacQuanLogic",
+                     "CardiacQuanTest"], order
+
+
+@pytest.mark.parametrize("name", sorted(_slicer_side_files()))
+def test_slicer_side_imports_only_the_contract_of_the_engine_at_the_top(name):
+    path = _slicer_side_files()[name]
+    tree, imports = _import_statements(path)
+    import ast
+
+    assert ast.get_docstring(tree), f"{path}: a module docstring says why the file exists"
+    for module, names, line, nested in imports:
+        top = module.split(".")[0]
+        assert not nested, f"{path}:{line}: import {module} inside a function (imports at the top)"
+        if top == "cardiacquan":
+            engine = {module} if module != "cardiacquan" else {f"cardiacquan.{n}" for n in names}
+            assert engine == {"cardiacquan.contract"}, f"{path}:{line}: the Slicer side imports the engine's contract only"
+        if name != "CardiacQuan":
+            assert top not in ("CardiacQuan", "qt", "ctk"), f"{path}:{line}: a helper imports {module} (GUI or the module)"
+        private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+        assert not private, f"{path}:{line}: imports private {private} from {module}"
+    # no private name of another module used through the module (x._y)
+    aliases = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and (node.module or "").startswith(("CardiacQuanLib", "cardiacquan")) for a in node.names}
+    aliases |= {a.asname or a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for a in node.names if a.name.startswith(("CardiacQuanLib", "cardiacquan"))}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            assert not (node.attr.startswith("_") and not node.attr.startswith("__")), \
+                f"{path}:{node.lineno}: {node.value.id}.{node.attr} is private to its module"
+
+
+def test_helpers_depend_one_way():
+    """Widget -> Logic -> CardiacQuanLib -> engine process: no helper imports the module, no circle."""
+    files = _slicer_side_files()
+    graph = {}
+    for name, path in files.items():
+        _, imports = _import_statements(path)
+        edges = set()
+        for module, names, _, _ in imports:
+            if module == "CardiacQuanLib":
+                edges |= {f"CardiacQuanLib.{n}" for n in names}
+            elif module.startswith("CardiacQuanLib."):
+                edges.add(module)
+        graph[name] = edges & set(files)
+    assert all("CardiacQuan" not in e for e in graph.values())
+    state = {}
+
+    def walk(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            assert state.get(nxt) != "open", "import circle: " + " -> ".join(stack + [node, nxt])
+            if nxt not in state:
+                walk(nxt, stack + [node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            walk(node, [])
+    # the engine process is the bottom of the Slicer side: it knows nothing of the scene's outputs
+    assert not graph["CardiacQuanLib.engine_process"] & {"CardiacQuanLib.results_import", "CardiacQuanLib.output_registry",
+                                                          "CardiacQuanLib.scene_input"}
+
+
+def test_constants_come_from_the_contract():
+    """Column names/units, integer and text columns, label values and output file names are not
+    redefined on the Slicer side."""
+    duplicates = re.compile(r"COLUMN_INFO\s*=|_INT_COLUMNS|_STRING_COLUMNS|LABEL_(RV|MYOCARDIUM|LV_CAVITY)\b|"
+                            r"\"(indices\.csv|summary\.json|results\.npz|segmentation\.nii\.gz)\"|"
+                            r"\"(cavity_area_mm2|myocardium_area_mm2|rwt\d_mm|dim\d_mm)\"|mm\\u00b2\"\)")
+    for name, path in _slicer_side_files().items():
+        for i, line in enumerate(open(path, encoding="utf-8"), start=1):
+            assert not duplicates.search(line), f"{path}:{i}: defined in cardiacquan.contract: {line.strip()}"
+    for name in ("SLICE_COLUMN", "FRAME_COLUMN", "TIME_COLUMN", "PHASE_COLUMN"):
+        assert getattr(contract, name) in contract.INDICES_COLUMN_NAMES, name
+    assert set(contract.INDEX_COLUMN.values()) == set(contract.INDEX_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------
+# what CardiacQuan/CMakeLists.txt installs: runtime code only
+# --------------------------------------------------------------------------------------
+def _cmake_installed():
+    """Evaluate the module's CMakeLists.txt: {list variable: set of paths relative to the module folder}.
+
+    Understands what that file uses: set(VAR ...), file(GLOB VAR RELATIVE dir [CONFIGURE_DEPENDS] patterns),
+    list(REMOVE_ITEM VAR ...), ${VAR} expansion; a GLOB pattern matches one folder level, like CMake's.
+    """
+    import glob
+
+    text = open(os.path.join(ss.MODULE_DIR, "CMakeLists.txt"), encoding="utf-8").read()
+    text = re.sub(r"#[^\n]*", "", text)
+    variables = {"CMAKE_CURRENT_SOURCE_DIR": [ss.MODULE_DIR]}
+
+    def expand(tokens):
+        out = []
+        for t in tokens:
+            m = re.fullmatch(r"\$\{(\w+)\}", t)
+            if m:
+                out += variables.get(m.group(1), [])
+            else:
+                out.append(re.sub(r"\$\{(\w+)\}", lambda g: " ".join(variables.get(g.group(1), [])), t))
+        return out
+
+    for command, args in re.findall(r"(\w+)\s*\(([^)]*)\)", text):
+        tokens = args.split()
+        if command == "set" and tokens:
+            variables[tokens[0]] = expand(tokens[1:])
+        elif command == "file" and tokens[:1] == ["GLOB"]:
+            var, rest = tokens[1], expand(tokens[2:])
+            assert rest[0] == "RELATIVE" and rest[1] == ss.MODULE_DIR, "GLOB relative to the module folder"
+            patterns = [t for t in rest[2:] if t != "CONFIGURE_DEPENDS"]
+            found = set()
+            for pattern in patterns:
+                assert "**" not in pattern, f"narrow globs only: {pattern}"
+                found |= {os.path.relpath(f, ss.MODULE_DIR).replace(os.sep, "/")
+                          for f in glob.glob(os.path.join(ss.MODULE_DIR, pattern)) if os.path.isfile(f)}
+            variables[var] = sorted(found)
+        elif command == "list" and tokens[:1] == ["REMOVE_ITEM"]:
+            remove = set(expand(tokens[2:]))
+            variables[tokens[1]] = [v for v in variables.get(tokens[1], []) if v not in remove]
+    return {k: set(v) for k, v in variables.items() if k.startswith("MODULE_PYTHON_")}
+
+
+def _engine_imports(path):
+    """Every cardiacquan module a file imports (static import statements, anywhere in the file)."""
+    import ast
+
+    engine = os.path.join(ss.MODULE_DIR, "cardiacquan")
+    found = set()
+
+    def is_module(name):
+        rel = os.path.join(ss.MODULE_DIR, *name.split("."))
+        return os.path.isfile(rel + ".py") or os.path.isfile(os.path.join(rel, "__init__.py"))
+
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] == "cardiacquan" and is_module(name):
+                found.add(name)
+    assert os.path.isdir(engine)
+    return found
+
+
+def _module_files(name):
+    """The files a module needs: its own and the __init__.py of every package above it."""
+    parts = name.split(".")
+    files = [f"{'/'.join(parts[:i])}/__init__.py" for i in range(1, len(parts))]
+    rel = "/".join(parts)
+    files.append(f"{rel}/__init__.py" if os.path.isdir(os.path.join(ss.MODULE_DIR, *parts)) else f"{rel}.py")
+    return files
+
+
+def test_cmake_installs_the_module_script_and_every_helper():
+    scripts = _cmake_installed()["MODULE_PYTHON_SCRIPTS"]
+    lib = os.path.join(ss.MODULE_DIR, "CardiacQuanLib")
+    helpers = {f"CardiacQuanLib/{f}" for f in os.listdir(lib) if f.endswith(".py")}
+    assert "CardiacQuanLib/__init__.py" in helpers
+    assert {"CardiacQuan.py"} | helpers <= scripts, sorted(({"CardiacQuan.py"} | helpers) - scripts)
+    for f in scripts:
+        assert os.path.isfile(os.path.join(ss.MODULE_DIR, f)), f
+
+
+def test_cmake_installs_every_engine_module_the_cli_and_the_pipeline_import_and_no_training_code():
+    scripts = _cmake_installed()["MODULE_PYTHON_SCRIPTS"]
+    # what Slicer runs: `python -m cardiacquan quantify` (cli) and the pipeline, and what they import
+    todo = ["cardiacquan.__main__", "cardiacquan.cli", "cardiacquan.pipeline"]
+    reachable = set()
+    while todo:
+        name = todo.pop()
+        if name in reachable:
+            continue
+        reachable.add(name)
+        for f in _module_files(name):
+            todo += sorted(_engine_imports(os.path.join(ss.MODULE_DIR, f)) - reachable)
+    # the CLI imports these stage commands dynamically, only when present: optional, never installed
+    optional = {"cardiacquan.training.commands", "cardiacquan.evaluation.commands"}
+    stages = ("cardiacquan.training", "cardiacquan.evaluation")
+    assert not [m for m in reachable - optional if m.startswith(stages)], \
+        "the runtime path imports a training/evaluation module statically"
+    needed = {f for m in reachable for f in _module_files(m)}
+    missing = sorted(needed - scripts)
+    assert not missing, f"engine modules the runtime imports but CMakeLists.txt does not install: {missing}"
+    assert {"cardiacquan/contract.py", "cardiacquan/cli.py", "cardiacquan/__main__.py",
+            "cardiacquan/pipeline.py", "cardiacquan/models.py"} <= scripts
+    # runtime code only
+    engine = {f for f in scripts if f.startswith("cardiacquan/")}
+    for f in engine:
+        assert not f.startswith(("cardiacquan/training/", "cardiacquan/evaluation/")), f
+        assert f.endswith(".py"), f
+    assert "cardiacquan/io/datasets.py" not in engine
+    resources = _cmake_installed()["MODULE_PYTHON_RESOURCES"]
+    assert not [f for f in scripts | resources if f.endswith("CONTRACT.md")]
+
+
+def test_cmake_installs_the_models_and_their_cards_but_no_training_logs():
+    resources = _cmake_installed()["MODULE_PYTHON_RESOURCES"]
+    for f in resources:
+        assert os.path.isfile(os.path.join(ss.MODULE_DIR, f)), f
+    models = os.path.join(ss.MODULE_DIR, "Resources", "Models")
+    wanted = {f"Resources/Models/{f}" for f in os.listdir(models)
+              if f.endswith((".keras", ".md")) or f == "quan_net.json"}
+    assert {"Resources/Models/seg_model.keras", "Resources/Models/quan_net.keras"} <= wanted
+    assert wanted | {"Resources/Icons/CardiacQuan.png", "Resources/UI/CardiacQuan.ui"} == resources, \
+        sorted(resources ^ (wanted | {"Resources/Icons/CardiacQuan.png", "Resources/UI/CardiacQuan.ui"}))
+    assert not [f for f in resources if f.endswith((".log", ".train.json"))]
 
 
 # --------------------------------------------------------------------------------------
 # exchange format
 # --------------------------------------------------------------------------------------
 def test_exchange_files_round_trip(tmp_path):
-    from cardiacquan import contract
-
     img = np.random.default_rng(0).normal(size=(3, 2, 10, 12)).astype(np.float32)
     d = np.column_stack([[1, 0, 0], [0, 1, 0], [0, 0, 1.0]])
-    p = exchange.save_cine_npz(str(tmp_path / "c.npz"), img, (1.5, 1.25), np.zeros((2, 3)), d, [0, 30, 60],
+    p = contract.save_cine_npz(str(tmp_path / "c.npz"), img, (1.5, 1.25), np.zeros((2, 3)), d, [0, 30, 60],
                                slice_thickness=8, source="x")
-    c = exchange.load_cine_npz(p)
+    c = contract.load_cine_npz(p)
     assert np.array_equal(c["image"], img) and c["spacing"] == (1.5, 1.25) and c["times_known"]
     assert np.allclose(c["direction"], d) and c["slice_thickness"] == 8 and c["source"] == "x"
-    c2 = exchange.load_cine_npz(exchange.save_cine_npz(str(tmp_path / "d.npz"), img, (1, 1), np.zeros((2, 3))))
+    c2 = contract.load_cine_npz(contract.save_cine_npz(str(tmp_path / "d.npz"), img, (1, 1), np.zeros((2, 3))))
     assert c2["direction"] is None and not c2["times_known"] and list(c2["times_ms"]) == [0, 1, 2]
     lab = np.zeros((3, 2, 10, 12), np.uint8)
     lab[:, :, 2:5, 3:6] = 3
-    r = exchange.load_results_npz(exchange.save_results_npz(str(tmp_path / "r.npz"), lab, lab // 3))
+    r = contract.load_results_npz(contract.save_results_npz(str(tmp_path / "r.npz"), lab, lab // 3))
     assert np.array_equal(r["labels"], lab) and np.array_equal(r["sectors"], lab // 3)
-    assert exchange.load_results_npz(exchange.save_results_npz(str(tmp_path / "l.npz"), lab))["sectors"] is None
-    with pytest.raises(exchange.ExchangeError):
-        exchange.save_results_npz(str(tmp_path / "bad.npz"), lab + 5)
-    assert exchange.parse_progress(exchange.progress_line(3, 20, "frame 3 of 20")) == (3, 20, "frame 3 of 20")
-    assert exchange.parse_progress("CQ-PROGRESSX 1 2") is None
-    assert exchange.parse_error(exchange.error_line("bad\ninput")) == "bad input"
+    assert contract.load_results_npz(contract.save_results_npz(str(tmp_path / "l.npz"), lab))["sectors"] is None
+    with pytest.raises(contract.ExchangeError):
+        contract.save_results_npz(str(tmp_path / "bad.npz"), lab + 5)
+    assert contract.parse_progress(contract.progress_line(3, 20, "frame 3 of 20")) == (3, 20, "frame 3 of 20")
+    assert contract.parse_progress("CQ-PROGRESSX 1 2") is None
+    assert contract.parse_error(contract.error_line("bad\ninput")) == "bad input"
 
 
 # --------------------------------------------------------------------------------------
@@ -250,9 +513,7 @@ def test_one_segmentation_per_frame_aligned_with_the_browser(run, cine, module):
 
 def test_changing_the_browser_frame_changes_the_shown_masks(run, cine):
     out, browser = run["out"], cine["browser"]
-    from cardiacquan import contract
-
-    expected = exchange.load_results_npz(os.path.join(run["outdir"], "results.npz"))
+    expected = contract.load_results_npz(os.path.join(run["outdir"], contract.RESULTS_NPZ))
     shape = cine["labels"].shape[1:]
     seen = []
     for t in (0, 3, 7, len(cine["times"]) - 1):
@@ -296,7 +557,7 @@ def test_six_rwt_sectors_aha_7_to_12_on_every_frame(run, cine, module):
             for z in range(shape[0]):
                 if valid.get((z, t)) == 1:
                     assert mask[z].any(), f"frame {t}, slice {z}: sector {name} is empty"
-        myo = ss.segmentation_labels(segSeq.GetNthDataNode(t), shape, cine["ijk"]) == module.LABEL_MYOCARDIUM
+        myo = ss.segmentation_labels(segSeq.GetNthDataNode(t), shape, cine["ijk"]) == contract.MYOCARDIUM
         for z in range(shape[0]):
             if valid.get((z, t)) == 1:
                 assert np.array_equal(union[z], myo[z]), f"frame {t}, slice {z}: sectors do not tile the myocardium"
@@ -333,7 +594,7 @@ def test_segment_names_terminology_and_colours(run, module):
 
 def test_table_values_equal_the_engines_indices_csv(run):
     table = run["out"].indicesTable
-    with open(os.path.join(run["outdir"], "indices.csv"), newline="") as f:
+    with open(os.path.join(run["outdir"], contract.INDICES_CSV), newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
         columns = reader.fieldnames
@@ -352,7 +613,7 @@ def test_table_values_equal_the_engines_indices_csv(run):
     assert table.GetColumnUnitLabel("cavity_area_mm2") == "mm\u00b2"
     assert table.GetColumnUnitLabel("rwt1_mm") == "mm" and table.GetColumnUnitLabel("time_ms") == "ms"
     assert "inferoseptal" in table.GetColumnDescription("rwt1_mm")
-    summary = json.load(open(os.path.join(run["outdir"], "summary.json")))
+    summary = json.load(open(os.path.join(run["outdir"], contract.SUMMARY_JSON)))
     assert table.GetAttribute("CardiacQuan.EDFrame") == str(summary["ed_frame"])
     assert table.GetAttribute("CardiacQuan.ESFrame") == str(summary["es_frame"])
     assert table.GetAttribute("CardiacQuan.MidSlice") == str(summary["mid_slice"])
@@ -449,10 +710,12 @@ def test_rerun_replaces_only_its_own_outputs(logic, cine, slicer_scene, run):
 
 def test_rerun_after_the_user_deleted_the_segmentation_sequence_leaves_no_stale_copy(logic, cine, slicer_scene,
                                                                                        run, module):
+    from CardiacQuanLib import output_registry
+
     scene = slicer_scene.scene
-    module._removeNode(scene, run["out"].segmentationSequence)   # Data module > Delete on the sequence
+    output_registry.removeNode(scene, run["out"].segmentationSequence)   # Data module > Delete on the sequence
     logic.quantify(cine["proxy"], labels=cine["labels"])
-    segs = [n for n in module._allNodes(scene) if n.IsA("vtkMRMLSegmentationNode")]
+    segs = [n for n in output_registry.allNodes(scene) if n.IsA("vtkMRMLSegmentationNode")]
     assert sorted(n.GetName() for n in segs) == sorted([f"{cine['proxy'].GetName()} LV segmentation",
                                                         f"{cine['proxy'].GetName()} RWT sectors"])
     assert all(cine["browser"].GetSequenceNode(n) is not None for n in segs), "every segmentation follows the cine"
@@ -496,7 +759,7 @@ def test_requantify_from_an_edited_segmentation(logic, cine, run, slicer_scene):
         assert before - after == pytest.approx(changed * spacing, rel=0.1)
     assert _row(new.indicesTable, mid, 0)["cavity_area_mm2"] == pytest.approx(before0)  # other frames unchanged
     assert new.segmentationSequence.GetNumberOfDataNodes() == T
-    rows_ = list(csv.DictReader(open(os.path.join(new.outputDirectory, "indices.csv"))))
+    rows_ = list(csv.DictReader(open(os.path.join(new.outputDirectory, contract.INDICES_CSV))))
     assert {r["source"] for r in rows_} != {"network"}
 
 
@@ -593,7 +856,7 @@ def test_engine_error_leaves_the_scene_unchanged(logic, cine, slicer_scene, fake
 
 def test_real_engine_error_is_reported_in_one_line(logic, cine, slicer_scene):
     if not ss.real_engine_available():
-        pytest.skip("CardiacQuanLib's CLI is not there yet")
+        pytest.skip("cardiacquan's CLI is not there yet")
     _use_engine(logic, "real", None)
     before = ss.snapshot(slicer_scene.scene)
     logic.engineExtraArguments = ["--no-network"]  # the engine refuses: no masks and no network allowed
@@ -614,6 +877,8 @@ def test_bad_engine_results_roll_back(logic, cine, slicer_scene, fake_engine_dir
 
 
 def test_import_failure_midway_rolls_back(logic, cine, slicer_scene, fake_engine_dir, module, monkeypatch):
+    from CardiacQuanLib import results_import
+
     _use_engine(logic, "fake", fake_engine_dir)
     logic.quantify(cine["proxy"], labels=cine["labels"])
     before = ss.snapshot(slicer_scene.scene)
@@ -621,7 +886,7 @@ def test_import_failure_midway_rolls_back(logic, cine, slicer_scene, fake_engine
     def boom(*a, **k):
         raise RuntimeError("disk full while building the chart")
 
-    monkeypatch.setattr(module.CardiacQuanLogic, "_addChart", boom)
+    monkeypatch.setattr(results_import, "addChart", boom)
     with pytest.raises(Exception, match="disk full"):
         logic.quantify(cine["proxy"], labels=cine["labels"])
     assert ss.snapshot(slicer_scene.scene) == before
@@ -658,7 +923,7 @@ def test_cancel_ends_the_process_tree_and_leaves_the_scene_unchanged(logic, cine
     assert not os.path.exists(job.workDir)
     assert ss.snapshot(slicer_scene.scene) == before
     with pytest.raises(Exception, match="cancelled"):
-        logic._finish(job)
+        job.result()
 
 
 def _alive(pid):
@@ -707,7 +972,7 @@ def test_invalid_requests_fail_before_touching_the_scene(logic, cine, slicer_sce
         logic.quantify(cine["proxy"], labels=wrapped)
     with pytest.raises(Err, match="0..3"):
         logic.quantify(cine["proxy"], labels=np.full(cine["labels"].shape, 7))
-    logic.engineModule = "CardiacQuanLib_not_there"
+    logic.engineModule = "cardiacquan_not_there"
     with pytest.raises(Err):
         logic.quantify(cine["proxy"], labels=cine["labels"])
     assert ss.snapshot(slicer_scene.scene) == before
@@ -787,10 +1052,12 @@ def test_results_summary_text(run, logic):
 
 
 def test_requirements_check(module):
+    from CardiacQuanLib import requirements
+
     missing = module.CardiacQuanLogic.missingRequirements(network=False)
     assert isinstance(missing, list)
     assert all({"name", "pipSpec", "text"} <= set(m) for m in missing)
-    assert module._versionTuple("2.16.1rc0") == (2, 16, 1) and module._versionTuple("1.26") < (2,)
+    assert requirements.versionTuple("2.16.1rc0") == (2, 16, 1) and requirements.versionTuple("1.26") < (2,)
 
 
 def test_parameter_node_defaults(module, slicer_scene):
@@ -805,7 +1072,7 @@ def test_parameter_node_defaults(module, slicer_scene):
 # --------------------------------------------------------------------------------------
 def test_network_path_end_to_end(module, slicer_scene, phantom_data, tmp_path):
     if not ss.real_engine_available():
-        pytest.skip("CardiacQuanLib's CLI is not there yet")
+        pytest.skip("cardiacquan's CLI is not there yet")
     missing = module.CardiacQuanLogic.missingRequirements(network=True)
     if missing:
         pytest.skip("engine requirements missing: " + ", ".join(m["name"] for m in missing))
@@ -821,7 +1088,7 @@ def test_network_path_end_to_end(module, slicer_scene, phantom_data, tmp_path):
         if "model" in str(e).lower() or "weights" in str(e).lower():
             pytest.skip(f"no trained model available: {e}")
         raise
-    rows = list(csv.DictReader(open(os.path.join(out.outputDirectory, "indices.csv"))))
+    rows = list(csv.DictReader(open(os.path.join(out.outputDirectory, contract.INDICES_CSV))))
     assert out.indicesTable.GetNumberOfRows() == len(rows) > 0
     assert {r["source"] for r in rows} - {"labels"}
     assert out.segmentationSequence.GetNumberOfDataNodes() == image.shape[0]
@@ -831,18 +1098,6 @@ def test_network_path_end_to_end(module, slicer_scene, phantom_data, tmp_path):
 # --------------------------------------------------------------------------------------
 # the widget, with Qt stood in (the GUI code paths, against the real Logic and scene)
 # --------------------------------------------------------------------------------------
-class _Signal:
-    def __init__(self):
-        self.slots = []
-
-    def connect(self, slot):
-        self.slots.append(slot)
-
-    def emit(self, *a):
-        for s in list(self.slots):
-            s(*a)
-
-
 class _Widget:
     """Stands in for any Qt widget named in the .ui file: attributes, connect(), show()/hide()."""
 
@@ -870,68 +1125,14 @@ class _Widget:
         self.range = (lo, hi)
 
 
-class _Timer:
-    def __init__(self):
-        self.timeout = _Signal()
-        self.active = False
-
-    def setInterval(self, ms):
-        self.interval = ms
-
-    def start(self):
-        self.active = True
-
-    def stop(self):
-        self.active = False
-
-
 @pytest.fixture
 def gui(module, slicer_scene, cine, fake_engine_dir, monkeypatch, tmp_path):
-    """The module loaded as inside Slicer (qt/ctk/ScriptedLoadableModule stood in), its widget set up."""
+    """The module as inside Slicer, its widget set up: Slicer's framework and Qt stood in
+    (slicer_stubs), the application's dialogs, UI loader and toolbar stood in here."""
     import contextlib
     import types
 
     import slicer
-
-    qtStub = types.ModuleType("qt")
-    qtStub.QTimer = _Timer
-    slm = types.ModuleType("slicer.ScriptedLoadableModule")
-
-    class ScriptedLoadableModule:
-        def __init__(self, parent):
-            self.parent = parent
-
-    class ScriptedLoadableModuleWidget:
-        def __init__(self, parent=None):
-            self.parent = parent or types.SimpleNamespace(isEntered=True)
-            self.layout = types.SimpleNamespace(addWidget=lambda w: None)
-
-        def setup(self):
-            pass
-
-        def resourcePath(self, filename):
-            return os.path.join(ss.MODULE_DIR, "Resources", filename)
-
-    slm.ScriptedLoadableModule = ScriptedLoadableModule
-    slm.ScriptedLoadableModuleWidget = ScriptedLoadableModuleWidget
-    slm.ScriptedLoadableModuleLogic = module.ScriptedLoadableModuleLogic  # parameter node in slicer.mrmlScene
-    class ScriptedLoadableModuleTest(__import__("unittest").TestCase):
-        def delayDisplay(self, message, msec=None):
-            print(message)
-
-    slm.ScriptedLoadableModuleTest = ScriptedLoadableModuleTest
-    pnw = types.ModuleType("slicer.parameterNodeWrapper")
-
-    def parameterNodeWrapper(cls):
-        wrapped = module.parameterNodeWrapper(cls)
-        wrapped.connectGui = lambda self, ui: "tag"
-        wrapped.disconnectGui = lambda self, tag: None
-        return wrapped
-
-    pnw.parameterNodeWrapper, pnw.Choice = parameterNodeWrapper, module.Choice
-    for name, mod in (("qt", qtStub), ("ctk", types.ModuleType("ctk")), ("slicer.ScriptedLoadableModule", slm),
-                      ("slicer.parameterNodeWrapper", pnw)):
-        monkeypatch.setitem(sys.modules, name, mod)
 
     _, uiWidgets = _ui_widgets()
     ui = types.SimpleNamespace(**{n: _Widget(n, w.get("class")) for n, w in uiWidgets.items()})
@@ -949,10 +1150,11 @@ def gui(module, slicer_scene, cine, fake_engine_dir, monkeypatch, tmp_path):
     monkeypatch.setattr(slicer.util, "errorDisplay", lambda *a, **k: None, raising=False)
     monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", lambda *a, **k: contextlib.nullcontext(), raising=False)
 
-    spec = __import__("importlib.util").util.spec_from_file_location("CardiacQuanInSlicer", ss.MODULE_FILE)
-    guiModule = __import__("importlib.util").util.module_from_spec(spec)
-    spec.loader.exec_module(guiModule)
-    assert guiModule.IN_SLICER_APP
+    from CardiacQuanLib.application import inSlicerApplication
+
+    guiModule = module
+    assert inSlicerApplication()
+    assert isinstance(sys.modules["qt"].QTimer(), slicer_stubs.QTimer)
     guiModule.CardiacQuan(types.SimpleNamespace())  # metadata
     widget = guiModule.CardiacQuanWidget()
     widget.setup()

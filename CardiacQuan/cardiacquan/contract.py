@@ -99,6 +99,15 @@ INDEX_COLUMNS = INDICES_COLUMN_NAMES[4:15]
 INTEGER_COLUMNS = ("slice", "frame", "phase", "mirrored", "valid")
 TEXT_COLUMNS = ("orientation_source", "source")
 
+# What a host (the Slicer module) looks up in indices.csv, named here so that it never spells a
+# column again.  Derived from INDICES_COLUMNS / INDEX_NAMES; the engine does not use these.
+#: (unit, meaning) of each indices.csv column, by column name
+INDICES_COLUMN_INFO = {name: (unit, meaning) for name, unit, meaning in INDICES_COLUMNS}
+#: the indices.csv column of each index: INDEX_COLUMN["A1"] == "cavity_area_mm2"
+INDEX_COLUMN = dict(zip(INDEX_NAMES, INDEX_COLUMNS))
+#: the columns that place a row: its slice, its frame, the frame's time, the cardiac phase
+SLICE_COLUMN, FRAME_COLUMN, TIME_COLUMN, PHASE_COLUMN = "slice", "frame", "time_ms", "phase"
+
 #: summary.json: the top-level keys, in the file's order (docs: README, "Outputs")
 SUMMARY_KEYS = ("input", "n_frames", "n_slices", "frame_shape", "pixel_spacing_mm", "times_ms", "times_known",
                 "ed_frame", "es_frame", "ed_es_from", "mid_slice", "mid_slice_ed_frame", "mid_slice_es_frame",
