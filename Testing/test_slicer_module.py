@@ -459,8 +459,10 @@ def test_cmake_installs_the_models_and_their_cards_but_no_training_logs():
         assert os.path.isfile(os.path.join(ss.MODULE_DIR, f)), f
     models = os.path.join(ss.MODULE_DIR, "Resources", "Models")
     wanted = {f"Resources/Models/{f}" for f in os.listdir(models)
-              if f.endswith((".keras", ".md")) or f == "quan_net.json"}
-    assert {"Resources/Models/seg_model.keras", "Resources/Models/quan_net.keras"} <= wanted
+              if f.endswith((".onnx", ".md")) or f == "quan_net.json"}
+    assert {"Resources/Models/seg_model.onnx", "Resources/Models/seg_model_160.onnx",
+            "Resources/Models/quan_net.onnx"} <= wanted
+    assert not [f for f in resources if f.endswith(".keras")]   # the runtime is ONNX Runtime
     assert wanted | {"Resources/Icons/CardiacQuan.png", "Resources/UI/CardiacQuan.ui"} == resources, \
         sorted(resources ^ (wanted | {"Resources/Icons/CardiacQuan.png", "Resources/UI/CardiacQuan.ui"}))
     assert not [f for f in resources if f.endswith((".log", ".train.json"))]

@@ -1,13 +1,12 @@
 """Which Python requirements of the engine are missing in Slicer's Python, and installing them.
 
-The engine runs in Slicer's own Python (PythonSlicer), which does not ship scipy, TensorFlow and
-the rest.  Nothing is installed when the module loads; the widget asks the user first, console
+The engine runs in Slicer's own Python (PythonSlicer), which does not ship scipy, ONNX Runtime
+and the rest (TensorFlow is the training framework, never needed here).  Nothing is installed when the module loads; the widget asks the user first, console
 users call ``installRequirements`` themselves.  numpy comes with Slicer and is never reinstalled.
 """
 import importlib.metadata
 import importlib.util
 import re
-import sys
 
 import slicer
 
@@ -22,14 +21,11 @@ ENGINE_REQUIREMENTS = {
     "skimage": ("scikit-image", "0.22", "scikit-image>=0.22"),
     "pydicom": ("pydicom", "2.4", "pydicom>=2.4"),
     "nrrd": ("pynrrd", "1.0", "pynrrd>=1.0"),
-    "h5py": ("h5py", "3.9", "h5py>=3.9"),
     "matplotlib": ("matplotlib", "3.7", "matplotlib>=3.7"),
 }
 #: only for the network (re-quantifying from masks does not need them)
 NETWORK_REQUIREMENTS = {
-    "keras": ("keras", "3.3", "keras>=3.3"),
-    "tensorflow": ("tensorflow-cpu" if sys.platform != "darwin" else "tensorflow", "2.16",
-                   "tensorflow-cpu>=2.16" if sys.platform != "darwin" else "tensorflow>=2.16"),
+    "onnxruntime": ("onnxruntime", "1.17", "onnxruntime>=1.17"),
 }
 
 
@@ -44,7 +40,7 @@ def missingRequirements(network=True):
             missing.append(dict(name=dist, pipSpec=pipSpec, text=f"{dist} (not installed)"))
             continue
         version = None
-        for candidate in (dist, importName):   # tensorflow-cpu installs the distribution "tensorflow" too
+        for candidate in (dist, importName):   # the distribution's name, else the import name's
             try:
                 version = importlib.metadata.version(candidate)
                 break

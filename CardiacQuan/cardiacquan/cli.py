@@ -32,6 +32,7 @@ from cardiacquan.io.files import read_cine, write_cine, write_labels
 from cardiacquan.io.files import read_labels_any as read_labels
 from cardiacquan.io.output_paths import prepare_output_dir, prepare_output_file
 from cardiacquan.io.results import write_outputs
+from cardiacquan.models import BACKEND_VARIABLE, BACKENDS, load_seg_model
 from cardiacquan.pipeline import quantify
 from cardiacquan.segmentation.inference import segment_cine
 from cardiacquan.synthetic.phantom import make_phantom
@@ -74,7 +75,7 @@ def cmd_quantify(args):
     elif args.no_network:
         raise CardiacQuanError("--no-network needs --labels")
     result = quantify(cine, labels=labels, slices=args.slices, progress=_progress,
-                      use_quan_net=not args.geometry_only)
+                      use_quan_net=not args.geometry_only, backend=args.backend)
     out = write_outputs(result, args.output, input_path=args.input, figures=not args.no_figures)
     _log(f"ED frame {result.ed_frame}, ES frame {result.es_frame}; mid-ventricular slice {result.mid_slice}")
     for w in dict.fromkeys(result.warnings):
@@ -87,7 +88,7 @@ def cmd_segment(args):
     prepare_output_file(args.output, [args.input], create=False)   # before any work
     cine = _read_input(args.input, args.third_axis_is_time)
     cine.validate_for_quantification() if cine.n_frames > 1 else None
-    seg = segment_cine(cine, progress=_progress)
+    seg = segment_cine(cine, model=load_seg_model(backend=args.backend), progress=_progress)
     prepare_output_file(args.output, [args.input])
     write_labels(seg.labels, cine, args.output)
     for w in seg.warnings:
@@ -106,7 +107,7 @@ def cmd_demo(args):
          f"{ph.cine.spacing[0]:.2f} mm pixels) -> {src}")
     ns = argparse.Namespace(input=str(src), output=str(out), labels=None, slices="all",
                             third_axis_is_time=False, no_network=False, geometry_only=False,
-                            no_figures=False)
+                            no_figures=False, backend=args.backend)
     rc = cmd_quantify(ns)
     _compare_with_truth(ph, out)
     return rc
@@ -134,6 +135,12 @@ def _compare_with_truth(ph, out):
     print(f"Results: {out}/{INDICES_CSV}, {SUMMARY_JSON}, {SEGMENTATION_FILE}, {', '.join(FIGURE_FILES)}")
 
 
+def _add_backend(parser):
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help=f"how the networks run: onnxruntime (default; ${BACKEND_VARIABLE} changes it) or "
+                             "tensorflow (the Keras models, the training framework: needs the 'train' extra)")
+
+
 def build_parser():
     p = CQArgumentParser(prog="cardiacquan", description="Full left-ventricle quantification "
                                 "from short-axis cine MRI (LVQuan indices, phase, segmentation).")
@@ -151,18 +158,21 @@ def build_parser():
                    help="final values from the geometry of the masks only (no spatio-temporal network)")
     q.add_argument("--no-network", action="store_true", help="refuse to run the segmentation network")
     q.add_argument("--no-figures", action="store_true")
+    _add_backend(q)
     q.set_defaults(func=cmd_quantify)
 
     s = sub.add_parser("segment", help="label every frame: INPUT -> LABELS in the input's geometry")
     s.add_argument("input")
     s.add_argument("-o", "--output", required=True, help="label image (.nii.gz, .nrrd)")
     s.add_argument("--third-axis-is-time", action="store_true")
+    _add_backend(s)
     s.set_defaults(func=cmd_segment)
 
     d = sub.add_parser("demo", help="generate a phantom cine and quantify it (no data needed)")
     d.add_argument("-o", "--output", default="demo_output")
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--slices-count", type=int, default=1, help="slices of the phantom (1 = 2-D+t)")
+    _add_backend(d)
     d.set_defaults(func=cmd_demo)
 
     for name in STAGE_COMMANDS:

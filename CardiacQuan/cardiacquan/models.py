@@ -5,6 +5,11 @@ Every command, the pipeline, training and evaluation ask this module, so `quanti
 it is set, else ``Resources/Models`` of the module folder (beside this package, in the
 repository and in a Slicer installation alike).  Loaded models are cached per file, so a
 process that quantifies many studies loads each model once.
+
+Two backends run the same weights: ``onnxruntime`` (the default: the `.onnx` files that
+`cardiacquan export-onnx` writes beside the `.keras` ones; no TensorFlow in the process) and
+``tensorflow`` (the `.keras` files: the training framework and the reference the ONNX files
+are tested against).  ``$CARDIACQUAN_BACKEND`` or the commands' ``--backend`` choose.
 """
 from __future__ import annotations
 
@@ -16,14 +21,19 @@ from pathlib import Path
 import numpy as np
 
 from cardiacquan import CardiacQuanError
-from cardiacquan.frameworks import import_keras
+from cardiacquan.frameworks import import_keras, import_onnxruntime
 from cardiacquan.quannet.encoding import FILL_RADIUS_PX, SIZE
 from cardiacquan.quannet.network import QuanNet, custom_layers, sidecar_path
 
 MODEL_DIR_VARIABLE = "CARDIACQUAN_MODEL_DIR"
+BACKEND_VARIABLE = "CARDIACQUAN_BACKEND"
+BACKENDS = ("onnxruntime", "tensorflow")
 SEG_MODEL_FILE = "seg_model.keras"
 QUAN_MODEL_FILE = "quan_net.keras"
-BUNDLED_MODEL_FILES = (SEG_MODEL_FILE, QUAN_MODEL_FILE)
+#: the fine pass's fixed-size export of the segmentation network ends with this
+FINE_SUFFIX = "_160"
+BUNDLED_MODEL_FILES = (SEG_MODEL_FILE, "seg_model.onnx", f"seg_model{FINE_SUFFIX}.onnx", QUAN_MODEL_FILE,
+                       "quan_net.onnx")
 #: sidecar keys that describe the network itself; the others go to QuanNet.meta
 _QUAN_SIDECAR_KEYS = {"format", "index_names", "index_power", "norm_mean", "norm_std", "n_frames", "size",
                       "fill_radius_px"}
@@ -47,42 +57,145 @@ def quan_net_path() -> Path:
     return model_dir() / QUAN_MODEL_FILE
 
 
-def load_seg_model(path=None):
-    """The segmentation network (a Keras model), cached per file; the bundled one when path is None."""
-    path = Path(path) if path else seg_model_path()
-    if not path.exists():
-        raise CardiacQuanError(f"segmentation model not found at {path} (set {MODEL_DIR_VARIABLE})")
-    key = ("seg", str(path.resolve()))
-    if key not in _CACHE:
-        keras = import_keras()
+def default_backend() -> str:
+    """$CARDIACQUAN_BACKEND when set, else onnxruntime."""
+    backend = os.environ.get(BACKEND_VARIABLE) or BACKENDS[0]
+    if backend not in BACKENDS:
+        raise CardiacQuanError(f"{BACKEND_VARIABLE}={backend!r}: choose one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def onnx_path(keras_path) -> Path:
+    """The ONNX export beside a .keras file."""
+    return Path(keras_path).with_suffix(".onnx")
+
+
+def fine_seg_onnx_path(keras_path) -> Path:
+    """The fixed-size (fine pass) ONNX export beside a segmentation .keras file."""
+    p = Path(keras_path)
+    return p.with_name(p.stem + FINE_SUFFIX + ".onnx")
+
+
+class OnnxModel:
+    """An ONNX Runtime session behind the part of the Keras model API the engine calls.
+
+    `predict_on_batch(x)` returns the single output as an array, or a dict by output name.
+    A graph exported at batch 1 (the quantification network) is run one sample at a time."""
+
+    def __init__(self, path):
+        ort = import_onnxruntime()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        threads = os.environ.get("CARDIACQUAN_THREADS")
+        if threads:
+            options.intra_op_num_threads = int(threads)
         try:
-            model = keras.saving.load_model(path, compile=False)
-        except (ValueError, OSError, TypeError) as e:
-            raise CardiacQuanError(f"{path}: not a Keras model file ({str(e).splitlines()[0][:200]})")
-        if len(model.inputs) != 1 or model.output_shape[-1] != 4:
-            raise CardiacQuanError(f"{path}: not a CardiacQuan segmentation model (4 output classes)")
-        _CACHE[key] = model
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:   # onnxruntime raises its own exception types for a bad file
+            raise CardiacQuanError(f"{path}: not an ONNX model ({str(e).splitlines()[0][:200]})") from None
+        self.path = Path(path)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def predict_on_batch(self, x):
+        x = np.asarray(x, np.float32)
+        if self.input_shape[0] == 1 and len(x) != 1:
+            parts = [self.session.run(None, {self.input_name: x[i:i + 1]}) for i in range(len(x))]
+            outs = [np.concatenate([p[k] for p in parts]) for k in range(len(self.output_names))]
+        else:
+            outs = self.session.run(None, {self.input_name: x})
+        return outs[0] if len(outs) == 1 else dict(zip(self.output_names, outs))
+
+
+class OnnxSegModel:
+    """The segmentation network on ONNX Runtime: the fixed-size graph for the fine pass's
+    patches (faster), the any-size graph for everything else (the coarse pass)."""
+
+    def __init__(self, any_size, fine=None):
+        self.any_size, self.fine = any_size, fine
+        self.input_shape = any_size.input_shape
+        self.output_shape = (None, None, None, 4)
+
+    def predict_on_batch(self, x):
+        x = np.asarray(x, np.float32)
+        if self.fine is not None and tuple(x.shape[1:3]) == tuple(self.fine.input_shape[1:3]):
+            return self.fine.predict_on_batch(x)
+        return self.any_size.predict_on_batch(x)
+
+
+def _keras_seg_model(path):
+    keras = import_keras()
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except (ValueError, OSError, TypeError) as e:
+        raise CardiacQuanError(f"{path}: not a Keras model file ({str(e).splitlines()[0][:200]})")
+    if len(model.inputs) != 1 or model.output_shape[-1] != 4:
+        raise CardiacQuanError(f"{path}: not a CardiacQuan segmentation model (4 output classes)")
+    return model
+
+
+def _onnx_seg_model(path):
+    model = OnnxSegModel(OnnxModel(path), OnnxModel(fine_seg_onnx_path(path))
+                         if fine_seg_onnx_path(path).exists() else None)
+    if len(model.any_size.output_names) != 1 or model.any_size.input_shape[-1] != 1:
+        raise CardiacQuanError(f"{path}: not a CardiacQuan segmentation model (one image in, probabilities out)")
+    return model
+
+
+def _backend_file(path, backend):
+    """(file to load, backend) for a model path: a .onnx path is ONNX Runtime, a .keras path the
+    backend asked for (its .onnx export beside it for onnxruntime)."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        return path, "onnxruntime"
+    backend = backend or default_backend()
+    if backend not in BACKENDS:
+        raise CardiacQuanError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "onnxruntime" and path.suffix == ".keras":
+        if not onnx_path(path).exists() and path.exists():
+            raise CardiacQuanError(f"{path.name} has no ONNX export beside it ({onnx_path(path).name}): run "
+                                   "`cardiacquan export-onnx` or use --backend tensorflow")
+        return onnx_path(path), backend
+    return path, backend
+
+
+def load_seg_model(path=None, backend=None):
+    """The segmentation network, cached per file: the bundled one when path is None."""
+    file, backend = _backend_file(Path(path) if path else seg_model_path(), backend)
+    if not file.exists():
+        raise CardiacQuanError(f"segmentation model not found at {file} (set {MODEL_DIR_VARIABLE})")
+    key = ("seg", str(file.resolve()))
+    if key not in _CACHE:
+        _CACHE[key] = _onnx_seg_model(file) if backend == "onnxruntime" else _keras_seg_model(file)
     return _CACHE[key]
 
 
-def load_quan_net(path=None) -> QuanNet:
+def load_quan_net(path=None, backend=None) -> QuanNet:
     """A quantification network with its sidecar (read afresh: training reloads what it wrote)."""
     path = Path(path) if path else quan_net_path()
-    if not path.exists():
-        raise CardiacQuanError(f"quantification network weights not found: {path} "
+    file, backend = _backend_file(path, backend)
+    if not file.exists():
+        raise CardiacQuanError(f"quantification network weights not found: {file} "
                                f"(train them with `cardiacquan train-quan`)")
-    keras = import_keras()
-    custom_layers()
     sc = sidecar_path(path)
     if not sc.exists():   # without it the outputs would be unscaled: mean 0, std 1
         raise CardiacQuanError(f"{path} has no {sc.name} beside it (index normalisation, fusion choice); "
                                "keep the two files together")
     try:
-        model = keras.saving.load_model(str(path), compile=False)
         meta = json.loads(sc.read_text())
+        if backend == "onnxruntime":
+            model = OnnxModel(file)
+            n_outputs = len(model.output_names)
+        else:
+            keras = import_keras()
+            custom_layers()
+            model = keras.saving.load_model(str(file), compile=False)
+            n_outputs = len(model.outputs)
     except (ValueError, OSError, TypeError) as e:
         raise CardiacQuanError(f"{path}: not a CardiacQuan quantification network ({str(e).splitlines()[0][:200]})")
-    if len(model.inputs) != 1 or len(model.input_shape) != 5 or len(model.outputs) != 2:
+    if len(model.input_shape) != 5 or n_outputs != 2:
         raise CardiacQuanError(f"{path}: not a quantification network (input (T, H, W, 2), two outputs)")
     return QuanNet(model=model, norm_mean=np.asarray(meta.get("norm_mean", np.zeros(11)), float),
                    norm_std=np.asarray(meta.get("norm_std", np.ones(11)), float),
@@ -91,14 +204,15 @@ def load_quan_net(path=None) -> QuanNet:
                    meta={k: v for k, v in meta.items() if k not in _QUAN_SIDECAR_KEYS})
 
 
-def bundled_quan_net():
+def bundled_quan_net(backend=None):
     """The bundled QuanNet (cached), or None when no weights are bundled."""
     path = quan_net_path()
-    key = ("quan", str(path))
+    backend = backend or default_backend()
+    key = ("quan", str(path), backend)
     if key not in _CACHE:
-        if not path.exists():
+        if not _backend_file(path, backend)[0].exists():
             return None
-        _CACHE[key] = load_quan_net(path)
+        _CACHE[key] = load_quan_net(path, backend)
     return _CACHE[key]
 
 

@@ -15,6 +15,7 @@ from cardiacquan.contract import LV_CAVITY, MYOCARDIUM
 from cardiacquan.io.cine import Cine
 from cardiacquan.measure.indices import SliceIndices, sector_map, slice_indices
 from cardiacquan.measure.volumes import stack_volumes
+from cardiacquan.models import load_seg_model
 from cardiacquan.quannet.fusion import apply_bundled_fusion
 from cardiacquan.segmentation.inference import segment_cine
 
@@ -72,10 +73,11 @@ def _sectors_for_slice(lab_tz, idx: SliceIndices, spacing, direction):
 
 
 def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable] = None,
-             seg_model=None, use_quan_net=True, quan_net=None) -> QuantResult:
+             seg_model=None, use_quan_net=True, quan_net=None, backend=None) -> QuantResult:
     """Quantify `cine`. labels: (T, Z, R, C) uint8 to quantify as given (e.g. corrected by a
     clinician), or None to segment with the bundled network.  seg_model / quan_net: models to
-    use instead of the bundled ones (evaluation of other weights through this same path)."""
+    use instead of the bundled ones (evaluation of other weights through this same path);
+    backend: how the bundled ones run ('onnxruntime', the default, or 'tensorflow')."""
     cine.validate_for_quantification()
     T, Z = cine.n_frames, cine.n_slices
     warnings = list(cine.metadata.get("warnings", []))
@@ -91,6 +93,7 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
         sel = choose_slices(slices, Z, labels)
         segmented_by = "given labels"
     else:
+        seg_model = seg_model if seg_model is not None else load_seg_model(backend=backend)
         if slices == "mid" and Z > 1:
             # locate the LV on every slice cheaply first? The full stack is cheap enough
             # relative to a study read; segment all, then pick the mid slice from them.
@@ -124,7 +127,7 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
         # the user gives (expert or corrected) the indices are their geometry by definition,
         # and validation shows any fusion only adds error there
         if use_quan_net and segmented_by == "network" and idx.valid.all():
-            idx, src, info = apply_bundled_fusion(idx, labels[:, z], cine, model=quan_net)
+            idx, src, info = apply_bundled_fusion(idx, labels[:, z], cine, model=quan_net, backend=backend)
             quan_info.update(info)
         per_slice[z], sources[z] = idx, src
         sectors[:, z] = _sectors_for_slice(labels[:, z], idx, cine.spacing, cine.direction)

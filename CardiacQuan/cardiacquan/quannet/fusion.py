@@ -200,12 +200,12 @@ def bundled_info(qn, path=None) -> dict:
                          "validation": _compact_validation(qn.meta.get("validation"))}}
 
 
-def apply_bundled_fusion(idx, labels_tz, cine, model=None):
+def apply_bundled_fusion(idx, labels_tz, cine, model=None, backend=None):
     """Pipeline hook: (final SliceIndices, 11 source names, info for summary.json).
 
     idx: the geometry (`geometry.slice_indices`) of the slice's label cine labels_tz (T, R, C).
     Without bundled weights the geometry is returned unchanged."""
-    qn = as_quan_net(model) if model is not None else bundled_quan_net()
+    qn = as_quan_net(model) if model is not None else bundled_quan_net(backend)
     if qn is None:
         return idx, ["geometry"] * 11, {"final_values": "geometry of the masks (LVQuan definitions)",
                                         "quan_net": f"not bundled ({quan_net_path()} missing)"}

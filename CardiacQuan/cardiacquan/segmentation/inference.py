@@ -20,7 +20,7 @@ from cardiacquan.contract import LV_CAVITY, MYOCARDIUM, RV
 from cardiacquan.models import load_seg_model
 from cardiacquan.segmentation.intensity import normalize_intensity
 from cardiacquan.segmentation.network import PATCH, WORK_SPACING_MM
-from cardiacquan.segmentation.resample import patch_affine, patch_to_native, sample_patch
+from cardiacquan.segmentation.resample import patch_affine, patch_footprint, patch_to_native, sample_patch
 
 COARSE_MAX_FOV_MM = 480.0   # larger fields of view are centre-cropped for the coarse pass
 
@@ -166,10 +166,11 @@ def segment_cine(cine, model=None, progress=None, tta=True, slices=None) -> Segm
         M, o = patch_affine(centres[z], spacing, (PATCH, PATCH), WORK_SPACING_MM)
         patches = np.stack([sample_patch(norm[t, z], M, o, (PATCH, PATCH)) for t in range(T)])
         probs = _predict_tta(model, patches, tta)
+        box = patch_footprint(M, o, (PATCH, PATCH), (R, C))   # outside it: background
         for t in range(T):
-            native = patch_to_native(probs[t], M, o, (R, C))
-            lab = clean_labels(np.argmax(native, axis=-1).astype(np.uint8))
-            labels[t, z] = lab
+            native = patch_to_native(probs[t], M, o, (R, C), box=box)
+            labels[t, z][box] = clean_labels(np.argmax(native, axis=-1).astype(np.uint8))
+            lab = labels[t, z]
             lv_found[t, z] = bool((lab == LV_CAVITY).any())
             done += 1
             if progress:
