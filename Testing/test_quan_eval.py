@@ -170,6 +170,8 @@ def test_pipeline_uses_bundled_weights_and_says_where_final_values_come_from(tmp
                  meta={"fusion": choice, "validation": {"val": {"acdc-seg": {"final": {
                      "group_mae": {"areas": 90.0, "dims": 1.2, "rwt": 0.9}, "phase_error": 0.05, "n_frames": 20}}}}})
     save_quan_net(qn, tmp_path / "quan_net.keras")
+    from cardiacquan.training.onnx_export import export_quan_net
+    export_quan_net(tmp_path / "quan_net.keras", log=lambda *a: None)   # what the product runs
     models.forget_loaded_models()
     given = quantify(ph.cine, labels=res.labels)         # the user's masks: their geometry, said so
     assert given.sources[0] == ["geometry"] * 11 and "given masks" in given.quan_info["final_values"]

@@ -175,8 +175,9 @@ def startEngine(cine, slicesArgument, labels=None, python=None, engineModule=ENG
         save_cine_npz(inputPath, cine.image, spacing, origins, direction,
                       cine.timesMs if cine.timesKnown else None, slice_thickness=thickness, source=cine.name)
         outDir = os.path.join(workDir, OUTPUT_FOLDER)
+        # --no-figures: the module draws its own table and chart; the PNGs would cost ~0.5 s per run
         command = [enginePython(python), "-m", engineModule, "quantify", inputPath, "-o", outDir,
-                   "--slices", slicesArgument]
+                   "--slices", slicesArgument, "--no-figures"]
         if labels is not None:
             labelsPath = os.path.join(workDir, LABELS_FILE)
             save_results_npz(labelsPath, labels)

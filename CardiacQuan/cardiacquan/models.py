@@ -28,12 +28,17 @@ from cardiacquan.quannet.network import QuanNet, custom_layers, sidecar_path
 MODEL_DIR_VARIABLE = "CARDIACQUAN_MODEL_DIR"
 BACKEND_VARIABLE = "CARDIACQUAN_BACKEND"
 BACKENDS = ("onnxruntime", "tensorflow")
+#: precision of the segmentation network's fine pass on ONNX Runtime: fp32 (the default) or int8
+#: (static, per-channel, calibrated on ACDC training patches; figures in seg_model.md)
+PRECISION_VARIABLE = "CARDIACQUAN_PRECISION"
+PRECISIONS = ("fp32", "int8")
+INT8_SUFFIX = ".int8"
 SEG_MODEL_FILE = "seg_model.keras"
 QUAN_MODEL_FILE = "quan_net.keras"
 #: the fine pass's fixed-size export of the segmentation network ends with this
 FINE_SUFFIX = "_160"
-BUNDLED_MODEL_FILES = (SEG_MODEL_FILE, "seg_model.onnx", f"seg_model{FINE_SUFFIX}.onnx", QUAN_MODEL_FILE,
-                       "quan_net.onnx")
+BUNDLED_MODEL_FILES = (SEG_MODEL_FILE, "seg_model.onnx", f"seg_model{FINE_SUFFIX}.onnx",
+                       f"seg_model{FINE_SUFFIX}.int8.onnx", QUAN_MODEL_FILE, "quan_net.onnx")
 #: sidecar keys that describe the network itself; the others go to QuanNet.meta
 _QUAN_SIDECAR_KEYS = {"format", "index_names", "index_power", "norm_mean", "norm_std", "n_frames", "size",
                       "fill_radius_px"}
@@ -70,10 +75,18 @@ def onnx_path(keras_path) -> Path:
     return Path(keras_path).with_suffix(".onnx")
 
 
-def fine_seg_onnx_path(keras_path) -> Path:
-    """The fixed-size (fine pass) ONNX export beside a segmentation .keras file."""
+def fine_seg_onnx_path(keras_path, precision="fp32") -> Path:
+    """The fixed-size (fine pass) ONNX export beside a segmentation .keras file (or its int8 model)."""
     p = Path(keras_path)
-    return p.with_name(p.stem + FINE_SUFFIX + ".onnx")
+    return p.with_name(p.stem + FINE_SUFFIX + (INT8_SUFFIX if precision == "int8" else "") + ".onnx")
+
+
+def default_precision() -> str:
+    """$CARDIACQUAN_PRECISION when set, else fp32."""
+    precision = os.environ.get(PRECISION_VARIABLE) or PRECISIONS[0]
+    if precision not in PRECISIONS:
+        raise CardiacQuanError(f"{PRECISION_VARIABLE}={precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return precision
 
 
 class OnnxModel:
@@ -136,21 +149,25 @@ def _keras_seg_model(path):
     return model
 
 
-def _onnx_seg_model(path):
-    model = OnnxSegModel(OnnxModel(path), OnnxModel(fine_seg_onnx_path(path))
-                         if fine_seg_onnx_path(path).exists() else None)
+def _onnx_seg_model(path, precision):
+    fine = fine_seg_onnx_path(path, precision)
+    if precision == "int8" and not fine.exists():
+        raise CardiacQuanError(f"no int8 model beside {path.name} ({fine.name}): run "
+                               "`cardiacquan export-onnx --int8 --acdc DIR` or use fp32")
+    model = OnnxSegModel(OnnxModel(path), OnnxModel(fine) if fine.exists() else None)
     if len(model.any_size.output_names) != 1 or model.any_size.input_shape[-1] != 1:
         raise CardiacQuanError(f"{path}: not a CardiacQuan segmentation model (one image in, probabilities out)")
     return model
 
 
-def _backend_file(path, backend):
-    """(file to load, backend) for a model path: a .onnx path is ONNX Runtime, a .keras path the
-    backend asked for (its .onnx export beside it for onnxruntime)."""
+def _backend_file(path, backend, bundled=False):
+    """(file to load, backend) for a model path: a .onnx file runs on ONNX Runtime; any other file
+    a user names runs on TensorFlow unless a backend is asked for; the bundled models (named by
+    their .keras file) run on the default backend, ONNX Runtime on their .onnx export."""
     path = Path(path)
     if path.suffix == ".onnx":
         return path, "onnxruntime"
-    backend = backend or default_backend()
+    backend = backend or (default_backend() if bundled else "tensorflow")
     if backend not in BACKENDS:
         raise CardiacQuanError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if backend == "onnxruntime" and path.suffix == ".keras":
@@ -161,21 +178,27 @@ def _backend_file(path, backend):
     return path, backend
 
 
-def load_seg_model(path=None, backend=None):
-    """The segmentation network, cached per file: the bundled one when path is None."""
-    file, backend = _backend_file(Path(path) if path else seg_model_path(), backend)
+def load_seg_model(path=None, backend=None, precision=None):
+    """The segmentation network, cached per file: the bundled one when path is None.  precision
+    (fp32 or int8) chooses the fine pass's graph on ONNX Runtime."""
+    file, backend = _backend_file(Path(path) if path else seg_model_path(), backend, bundled=path is None)
     if not file.exists():
         raise CardiacQuanError(f"segmentation model not found at {file} (set {MODEL_DIR_VARIABLE})")
-    key = ("seg", str(file.resolve()))
+    precision = precision or default_precision()
+    if precision not in PRECISIONS:
+        raise CardiacQuanError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if backend != "onnxruntime" and precision != "fp32":
+        raise CardiacQuanError(f"{precision} runs on ONNX Runtime only (--backend onnxruntime)")
+    key = ("seg", str(file.resolve()), precision)
     if key not in _CACHE:
-        _CACHE[key] = _onnx_seg_model(file) if backend == "onnxruntime" else _keras_seg_model(file)
+        _CACHE[key] = _onnx_seg_model(file, precision) if backend == "onnxruntime" else _keras_seg_model(file)
     return _CACHE[key]
 
 
 def load_quan_net(path=None, backend=None) -> QuanNet:
     """A quantification network with its sidecar (read afresh: training reloads what it wrote)."""
+    file, backend = _backend_file(Path(path) if path else quan_net_path(), backend, bundled=path is None)
     path = Path(path) if path else quan_net_path()
-    file, backend = _backend_file(path, backend)
     if not file.exists():
         raise CardiacQuanError(f"quantification network weights not found: {file} "
                                f"(train them with `cardiacquan train-quan`)")
@@ -207,10 +230,10 @@ def load_quan_net(path=None, backend=None) -> QuanNet:
 def bundled_quan_net(backend=None):
     """The bundled QuanNet (cached), or None when no weights are bundled."""
     path = quan_net_path()
-    backend = backend or default_backend()
-    key = ("quan", str(path), backend)
+    file, backend = _backend_file(path, backend, bundled=True)   # a .keras without its export: error
+    key = ("quan", str(file))
     if key not in _CACHE:
-        if not _backend_file(path, backend)[0].exists():
+        if not file.exists():
             return None
         _CACHE[key] = load_quan_net(path, backend)
     return _CACHE[key]

@@ -73,11 +73,12 @@ def _sectors_for_slice(lab_tz, idx: SliceIndices, spacing, direction):
 
 
 def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable] = None,
-             seg_model=None, use_quan_net=True, quan_net=None, backend=None) -> QuantResult:
+             seg_model=None, use_quan_net=True, quan_net=None, backend=None, precision=None) -> QuantResult:
     """Quantify `cine`. labels: (T, Z, R, C) uint8 to quantify as given (e.g. corrected by a
     clinician), or None to segment with the bundled network.  seg_model / quan_net: models to
     use instead of the bundled ones (evaluation of other weights through this same path);
-    backend: how the bundled ones run ('onnxruntime', the default, or 'tensorflow')."""
+    backend: how the bundled ones run ('onnxruntime', the default, or 'tensorflow'); precision: the
+    segmentation's fine pass in fp32 (default) or int8 (ONNX Runtime)."""
     cine.validate_for_quantification()
     T, Z = cine.n_frames, cine.n_slices
     warnings = list(cine.metadata.get("warnings", []))
@@ -93,7 +94,7 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
         sel = choose_slices(slices, Z, labels)
         segmented_by = "given labels"
     else:
-        seg_model = seg_model if seg_model is not None else load_seg_model(backend=backend)
+        seg_model = seg_model if seg_model is not None else load_seg_model(backend=backend, precision=precision)
         if slices == "mid" and Z > 1:
             # locate the LV on every slice cheaply first? The full stack is cheap enough
             # relative to a study read; segment all, then pick the mid slice from them.

@@ -57,14 +57,19 @@ def _predict_tta(model, patches, tta):
     return acc / n
 
 
-def _coarse_centre(model, frames, spacing):
-    """LV centre (row, col) from the whole field of view of a few frames; None if not found."""
-    R, C = frames[0].shape
+def _coarse_grid(frame_shape, spacing):
+    """(M, o, n): the coarse pass's square grid over the whole field of view at the working pixel size."""
+    R, C = frame_shape
     fov = min(max(R * spacing[0], C * spacing[1]), COARSE_MAX_FOV_MM)
     n = int(np.ceil(fov / WORK_SPACING_MM / 16.0) * 16)
     centre = ((R - 1) / 2.0, (C - 1) / 2.0)
     M, o = patch_affine(centre, spacing, (n, n), WORK_SPACING_MM)
-    probs = _predict(model, [sample_patch(f, M, o, (n, n)) for f in frames])
+    return M, o, n
+
+
+def _coarse_centre(probs, M, o):
+    """LV centre (row, col) from the coarse pass's probabilities of a few frames of one slice, and
+    the cavity area behind it (mm^2); (None, 0) if no LV is found."""
     heart = (probs[..., LV_CAVITY] + probs[..., MYOCARDIUM]).mean(axis=0) > 0.5
     cav = probs[..., LV_CAVITY].mean(axis=0) > 0.5
     lab, nlab = ndimage.label(heart)
@@ -148,9 +153,12 @@ def segment_cine(cine, model=None, progress=None, tta=True, slices=None) -> Segm
         progress(0, total, "locating the heart")
     # the heart is located on every slice even when only some are segmented: a single apical
     # or basal slice is placed by the whole stack, exactly as when all slices are asked for
+    M, o, n = _coarse_grid((R, C), spacing)
+    coarse = _predict(model, [sample_patch(norm[t, z], M, o, (n, n)) for z in range(Z) for t in coarse_frames])
+    coarse = coarse.reshape((Z, len(coarse_frames)) + coarse.shape[1:])   # one network call for the stack
     cands, areas = [], []
     for z in range(Z):
-        c, a = _coarse_centre(model, [norm[t, z] for t in coarse_frames], spacing)
+        c, a = _coarse_centre(coarse[z], M, o)
         cands.append(c)
         areas.append(a)
     centres = _robust_centres(cands, areas, (R, C), np.asarray(spacing), warnings, report=set(slices))

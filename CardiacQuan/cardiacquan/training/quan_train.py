@@ -37,6 +37,7 @@ from cardiacquan.models import QUAN_MODEL_FILE, load_quan_net, quan_net_path
 from cardiacquan.quannet.encoding import to_scale_free
 from cardiacquan.quannet.fusion import apply_fusion_batch, choose_fusion
 from cardiacquan.quannet.network import QuanNet, build_quan_net, save_quan_net, to_jsonable
+from cardiacquan.training.onnx_export import export_quan_net
 from cardiacquan.training.quan_data import build_quan_dataset, load_predict_fn, load_quan_npz, lvquan_arrays
 from cardiacquan.training.run import run_detached, timestamped_logger
 
@@ -239,6 +240,7 @@ def train_quan(data_path, out_path=None, epochs=60, batch_size=16, lr=1e-3, seed
     qn.meta["validation"] = validation
     save_quan_net(qn, out_path)
     log(f"saved {out_path} (+ {Path(out_path).with_suffix('.json').name})")
+    export_quan_net(out_path, log=log)        # the file the product runs
     return qn
 
 

@@ -21,6 +21,7 @@ from cardiacquan.frameworks import import_keras
 from cardiacquan.io.output_paths import prepare_output_file
 from cardiacquan.models import SEG_MODEL_FILE
 from cardiacquan.segmentation.network import build_seg_model, dice_ce_loss
+from cardiacquan.training.onnx_export import export_seg_model
 from cardiacquan.training.run import run_detached, timestamped_logger
 from cardiacquan.training.seg_augment import random_patch
 from cardiacquan.training.seg_data import check_packed, load_packed, pack_acdc
@@ -126,6 +127,7 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
             "train_seconds": round(time.time() - start, 1)}
     out.with_suffix(".train.json").write_text(json.dumps(meta, indent=2))
     log(f"saved {out} after {time.time() - start:.0f}s")
+    export_seg_model(out, log=log)            # the files the product runs
     return model
 
 
