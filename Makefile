@@ -31,8 +31,8 @@ demo: $(STAMP)
 test: $(STAMP_DEV)
 	$(PY) -m pytest Testing -q
 
-benchmark: $(STAMP)
-	$(PY) scripts/benchmark_segmentation.py
+benchmark: $(STAMP_DEV)
+	$(PY) scripts/benchmark_inference.py
 	$(PY) scripts/benchmark_geometry.py
 	$(PY) scripts/benchmark_quan.py
 

@@ -99,6 +99,7 @@ class OnnxModel:
         ort = import_onnxruntime()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_cpu_mem_arena = False
         threads = os.environ.get("CARDIACQUAN_THREADS")
         if threads:
             options.intra_op_num_threads = int(threads)
