@@ -64,6 +64,7 @@ def cmd_quantify(args):
     t0 = time.time()
     prepare_output_dir(args.output, [args.input, args.labels], create=False)   # before any work
     cine = _read_input(args.input, args.third_axis_is_time, getattr(args, "series", None))
+    cine.validate_for_quantification()      # refuse a single frame, NaN or a constant image before the labels
     _log(f"read {args.input}: {cine.n_frames} frames x {cine.n_slices} slices of "
          f"{cine.frame_shape[0]}x{cine.frame_shape[1]} px at {cine.spacing[0]:.3g}x{cine.spacing[1]:.3g} mm")
     labels = None

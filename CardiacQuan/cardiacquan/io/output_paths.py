@@ -138,13 +138,13 @@ def prepare_output_file(path, inputs=(), create=True, suffix=None):
     """Check an output file before the work that makes it: its format (`suffix`, or a label image
     format), a writable folder, and that it is not one of the inputs."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CardiacQuanError(f"the output {path} is a folder; give a file name such as "
+                               f"{'labels.nii.gz' if suffix is None else 'out' + suffix}")
     if suffix is None:
         check_writable_name(path)
     elif not path.lower().endswith(suffix):
         raise CardiacQuanError(f"{os.path.basename(path)}: the file name must end with {suffix}")
-    if os.path.isdir(path):
-        raise CardiacQuanError(f"the output {path} is a folder; give a file name such as "
-                               f"{'labels.nii.gz' if suffix is None else 'out' + suffix}")
     _refuse_inputs([path], inputs)
     _check_replaceable(path)
     _check_folder(os.path.dirname(os.path.abspath(path)), create)

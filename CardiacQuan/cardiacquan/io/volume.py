@@ -162,6 +162,7 @@ def read_sequence_nrrd(path) -> Cine:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CardiacQuanError(f"no such file: {path}")
+    check_complete(path)
     try:
         data, hdr = nrrd.read(path, index_order="F")
     except Exception as e:
