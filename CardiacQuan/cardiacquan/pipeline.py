@@ -88,9 +88,6 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
         if labels.size and (labels.max() > 3 or labels.min() < 0):
             raise CardiacQuanError("labels must be 0 background, 1 RV, 2 LV myocardium, 3 LV cavity")
         labels = labels.astype(np.uint8)
-        if not (labels == LV_CAVITY).any():
-            raise CardiacQuanError(f"the labels hold no LV cavity (value {LV_CAVITY}) in any frame: nothing to measure; "
-                                   "labels must be 0 background, 1 RV, 2 LV myocardium, 3 LV cavity")
         sel = choose_slices(slices, Z, labels)
         segmented_by = "given labels"
     else:
