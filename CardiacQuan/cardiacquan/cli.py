@@ -55,16 +55,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     _log(f"warning: {message}")
 
 
-def _read_input(path, third_axis_is_time=False):
+def _read_input(path, third_axis_is_time=False, series=None):
     if not Path(path).exists():
         raise CardiacQuanError(f"input not found: {path}")
-    return read_cine(path, third_axis_is_time=third_axis_is_time)
+    return read_cine(path, third_axis_is_time=third_axis_is_time, series=series)
 
 
 def cmd_quantify(args):
     t0 = time.time()
     prepare_output_dir(args.output, [args.input, args.labels], create=False)   # before any work
-    cine = _read_input(args.input, args.third_axis_is_time)
+    cine = _read_input(args.input, args.third_axis_is_time, getattr(args, "series", None))
+    cine.validate_for_quantification()      # refuse a single frame, NaN or a constant image before the labels
     _log(f"read {args.input}: {cine.n_frames} frames x {cine.n_slices} slices of "
          f"{cine.frame_shape[0]}x{cine.frame_shape[1]} px at {cine.spacing[0]:.3g}x{cine.spacing[1]:.3g} mm")
     labels = None
@@ -87,7 +88,7 @@ def cmd_quantify(args):
 
 def cmd_segment(args):
     prepare_output_file(args.output, [args.input], create=False)   # before any work
-    cine = _read_input(args.input, args.third_axis_is_time)
+    cine = _read_input(args.input, args.third_axis_is_time, getattr(args, "series", None))
     cine.validate_for_quantification() if cine.n_frames > 1 else None
     seg = segment_cine(cine, model=load_seg_model(backend=args.backend, precision=args.precision), progress=_progress)
     prepare_output_file(args.output, [args.input])
@@ -107,7 +108,7 @@ def cmd_demo(args):
     _log(f"generated a phantom cine ({ph.cine.n_frames} frames x {ph.cine.n_slices} slices, "
          f"{ph.cine.spacing[0]:.2f} mm pixels) -> {src}")
     ns = argparse.Namespace(input=str(src), output=str(out), labels=None, slices="all",
-                            third_axis_is_time=False, no_network=False, geometry_only=False,
+                            third_axis_is_time=False, series=None, no_network=False, geometry_only=False,
                             no_figures=False, backend=args.backend, precision=args.precision)
     rc = cmd_quantify(ns)
     _compare_with_truth(ph, out)
@@ -158,6 +159,8 @@ def build_parser():
                    "(0 background, 1 RV, 2 LV myocardium, 3 LV cavity; same grid as the input)")
     q.add_argument("--slices", default="all", help="'all' (default), 'mid', or slice numbers such as 3 or 2,3,4")
     q.add_argument("--third-axis-is-time", action="store_true", help="a 3-D input is one slice over time")
+    q.add_argument("--series", type=int, metavar="N",
+                   help="the SeriesNumber of the cine to read when a DICOM folder holds several")
     q.add_argument("--geometry-only", action="store_true",
                    help="final values from the geometry of the masks only (no spatio-temporal network)")
     q.add_argument("--no-network", action="store_true", help="refuse to run the segmentation network")
@@ -169,6 +172,7 @@ def build_parser():
     s.add_argument("input")
     s.add_argument("-o", "--output", required=True, help="label image (.nii.gz, .nrrd)")
     s.add_argument("--third-axis-is-time", action="store_true")
+    s.add_argument("--series", type=int, metavar="N", help="SeriesNumber of the cine in a DICOM folder holding several")
     _add_backend(s)
     s.set_defaults(func=cmd_segment)
 

@@ -91,7 +91,9 @@ class Cine:
             n = int(np.size(self.image) - np.count_nonzero(np.isfinite(self.image)))
             raise CardiacQuanError(f"the image holds {n} NaN/infinite pixel values")
         if self.n_frames < 2:
+            hint = (self.metadata or {}).get("single_frame_hint")
             raise CardiacQuanError(
-                "the input has a single time frame: a cine (several frames over the cardiac cycle) is needed")
+                "the input has a single time frame: a cine (several frames over the cardiac cycle) is needed"
+                + (f"; {hint}" if hint else ""))
         if float(self.image.max()) == float(self.image.min()):
             raise CardiacQuanError("the image is constant: nothing to quantify")

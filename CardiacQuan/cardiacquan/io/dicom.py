@@ -7,11 +7,18 @@ ImageOrientationPatient and by ImagePositionPatient projected on the slice norma
 ordered in time by TriggerTime (fallbacks: AcquisitionTime, then InstanceNumber).  File
 names are never used for ordering.
 
-Decisions worth knowing (each recorded in `cine.metadata['warnings']` when it applies):
+Decisions worth knowing (each recorded in `cine.metadata['warnings']` when it applies; the
+series choice and the one-image-per-(position, time) rule live in dicom_series.py):
+- a file that is empty, cut short (pixel data shorter than Rows x Columns x frames declare) or
+  damaged is refused, naming it: a missing frame never turns into a silently shorter cine;
+- single-frame series (LGE, localizers) beside the cine are ignored; two candidate cines are
+  refused and listed (`series=` chooses);
 - mixed orientations / matrix sizes / pixel spacings: the largest group is kept when it holds
   more than twice as many images as the runner-up (localizers mixed in); otherwise an error;
 - a slice position holding frames of several series (a repeated acquisition): the series
   with the highest SeriesNumber (acquired last) is kept;
+- copies (same position, time and pixels) are read once; different images at one position and
+  trigger time are refused;
 - slices with unequal frame counts: all slices are cut to the common minimum when that is
   >= 2 and the kept trigger times still agree across slices (missing trailing frames);
   otherwise only the slices having the most common frame count are kept.
@@ -25,7 +32,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections import Counter
 
 import numpy as np
 import pydicom
@@ -33,25 +39,77 @@ from pydicom.errors import InvalidDicomError
 
 from cardiacquan import CardiacQuanError
 from cardiacquan.io.cine import Cine
+from cardiacquan.io.dicom_series import (
+    choose_series,
+    drop_copies,
+    equalise_frames,
+    geometry_group,
+    order_frames,
+    parse_series,
+    shared_uid_notes,
+    split_slices,
+)
+from cardiacquan.io.integrity import truncated
 
 MR_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1"}
 META_TAGS = dict(patient_id="PatientID", study_description="StudyDescription", series_description="SeriesDescription",
                  series_instance_uid="SeriesInstanceUID", manufacturer="Manufacturer", modality="Modality")
-POSITION_TOL_MM = 0.01
-ORIENTATION_TOL = 1e-3
+#: file names a DICOM export uses: such a file that cannot be read is damaged, not a stray note
+DICOM_NAMES = (".dcm", ".ima", ".dicom", "")
+NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
 
 
 def _dcmread(path):
+    """(dataset, None), or (None, why) for a file that is not (readable) DICOM."""
     try:
-        return pydicom.dcmread(path)
+        return pydicom.dcmread(path), None
     except InvalidDicomError:
         try:  # old files without the 128-byte preamble
             ds = pydicom.dcmread(path, force=True)
-            return ds if "PixelData" in ds and "Rows" in ds else None
-        except Exception:
-            return None
-    except Exception:
-        return None
+            return (ds, None) if "PixelData" in ds and "Rows" in ds else (None, "not DICOM")
+        except Exception as e:
+            return None, f"not DICOM ({type(e).__name__})"
+    except Exception as e:
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+
+
+def _looks_like_dicom(path) -> bool:
+    """A name of a DICOM export, or the DICM preamble."""
+    if os.path.splitext(path)[1].lower() in DICOM_NAMES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
+
+
+def _check_file(path, name, ds, why):
+    """Refuse an empty, damaged or cut DICOM file (a dataset whose pixel data is missing or short)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CardiacQuanError(f"{name} is empty (0 bytes): an interrupted copy? copy the study again, or remove "
+                               "the file")
+    if ds is None:
+        raise CardiacQuanError(f"{name} is damaged: it cannot be read as DICOM ({why}); copy the study again, or "
+                               "remove the file")
+    if "PixelData" not in ds:
+        sop_class = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
+        if ("Rows" in ds or sop_class in MR_SOP_CLASSES) and "DirectoryRecordSequence" not in ds:
+            raise CardiacQuanError(f"{name} is truncated: its {size} bytes end before the pixel data; copy the "
+                                   "study again, or remove the file")
+        return
+    ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "1.2.840.10008.1.2.1"))
+    if ts in NATIVE_SYNTAXES:
+        try:
+            declared = (int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
+                        * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.get("BitsAllocated", 16)) // 8)
+        except (TypeError, ValueError):
+            raise CardiacQuanError(f"{name}: corrupted DICOM header (Rows/Columns/NumberOfFrames are not numbers)")
+        present = len(ds.PixelData or b"")
+        if present < declared:
+            raise truncated(name, size, size + declared - present)
 
 
 def _seconds(tm) -> float | None:
@@ -84,8 +142,13 @@ def _pixels(ds, name):
     try:
         arr = ds.pixel_array
     except Exception as e:
-        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "?")
-        raise CardiacQuanError(f"{name}: cannot decode pixel data (transfer syntax {ts}): {e}".splitlines()[0])
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        what = f"{ts.name} ({ts})" if ts is not None and hasattr(ts, "name") else str(ts or "?")
+        hint = ("" if ts is None or str(ts) in NATIVE_SYNTAXES else
+                "; convert the study to an uncompressed transfer syntax (e.g. `gdcmconv --raw IN OUT`, or "
+                "`dcmdjpeg`/`dcmdjpls` of DCMTK) and try again")
+        raise CardiacQuanError(f"{name}: cannot decode pixel data (transfer syntax {what}): "
+                               f"{str(e).splitlines()[0][:160] if str(e) else type(e).__name__}{hint}")
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise CardiacQuanError(f"{name}: colour image ({ds.get('PhotometricInterpretation')}); a grey-level MR cine is needed")
     return arr
@@ -95,8 +158,9 @@ def _frames_of(ds, name) -> list:
     """One record per 2-D frame of a file, with geometry, timing and rescaled pixels."""
     nframes = int(ds.get("NumberOfFrames", 1) or 1)
     pfg = ds.get("PerFrameFunctionalGroupsSequence")
-    common = dict(file=name, series=str(ds.get("SeriesInstanceUID", "")),
-                  series_number=_num(ds.get("SeriesNumber")) or 0.0)
+    common = dict(file=name, series=str(ds.get("SeriesInstanceUID", "")), series_number=_num(ds.get("SeriesNumber")),
+                  series_description=str(ds.get("SeriesDescription", "") or "").strip(),
+                  sop=str(ds.get("SOPInstanceUID", "") or "") or None, frame=None)
     if pfg and len(pfg) == nframes and "ImagePositionPatient" not in ds:   # enhanced (multi-frame) MR
         shared = _first(ds, "SharedFunctionalGroupsSequence")
         arr = _pixels(ds, name).reshape(nframes, int(ds.Rows), int(ds.Columns))
@@ -111,7 +175,7 @@ def _frames_of(ds, name) -> list:
             pvt = grp("PixelValueTransformationSequence")
             slope = _num(pvt.get("RescaleSlope")) if pvt is not None else None
             icpt = _num(pvt.get("RescaleIntercept")) if pvt is not None else None
-            out.append(dict(common, ipp=pos.get("ImagePositionPatient"), iop=ori.get("ImageOrientationPatient"),
+            out.append(dict(common, frame=i, file=f"{name} frame {i + 1}", ipp=pos.get("ImagePositionPatient"), iop=ori.get("ImageOrientationPatient"),
                             spacing=meas.get("PixelSpacing"), thickness=_num(meas.get("SliceThickness")),
                             TriggerTime=_num(card.get("NominalCardiacTriggerDelayTime")) if card is not None else None,
                             AcquisitionTime=_seconds(content.get("FrameAcquisitionDateTime")) if content is not None else None,
@@ -132,7 +196,8 @@ def _frames_of(ds, name) -> list:
         trig0 = _num(ds.get("NominalCardiacTriggerDelayTime"))
     ftime = _num(ds.get("FrameTime"))  # old-style multi-frame: frames are consecutive in time
     inst = _num(ds.get("InstanceNumber"))
-    return [dict(common, ipp=ds.ImagePositionPatient, iop=ds.ImageOrientationPatient, spacing=ds.PixelSpacing,
+    return [dict(common, frame=None if len(frames) == 1 else k, file=name if len(frames) == 1 else f"{name} frame {k + 1}",
+                 ipp=ds.ImagePositionPatient, iop=ds.ImageOrientationPatient, spacing=ds.PixelSpacing,
                  thickness=_num(ds.get("SliceThickness")),
                  TriggerTime=(trig0 or 0.0) + k * ftime if (len(frames) > 1 and ftime) else trig0,
                  AcquisitionTime=_seconds(ds.get("AcquisitionTime")) if len(frames) == 1 else None,
@@ -149,83 +214,6 @@ def _list_files(path):
         dirs.sort()
         files += [os.path.join(root, n) for n in sorted(names)]
     return files
-
-
-def _geometry_groups(recs, notes):
-    """Keep the dominant orientation/matrix/spacing group (localizers mixed in are dropped)."""
-    groups = []
-    for r in recs:
-        r["iop"] = np.asarray([float(v) for v in r["iop"]])
-        r["ipp"] = np.asarray([float(v) for v in r["ipp"]])
-        r["spacing"] = tuple(float(v) for v in r["spacing"])
-        for g in groups:
-            g0 = g[0]
-            if (g0["pixels"].shape == r["pixels"].shape and np.abs(g0["iop"] - r["iop"]).max() < ORIENTATION_TOL
-                    and np.allclose(g0["spacing"], r["spacing"], rtol=1e-3)):
-                g.append(r)
-                break
-        else:
-            groups.append([r])
-    groups.sort(key=len, reverse=True)
-    if len(groups) > 1:
-        if len(groups[0]) <= 2 * len(groups[1]):
-            raise CardiacQuanError(
-                f"the images have mixed orientations/sizes ({len(groups[0])} images in one, {len(groups[1])} in another): "
-                "give a folder holding one short-axis cine series")
-        notes.append(f"ignored {sum(map(len, groups[1:]))} image(s) with another orientation, size or pixel spacing")
-    return groups[0]
-
-
-def _split_slices(recs, notes):
-    """Group by position along the normal; one series per position (the last acquired)."""
-    iop = recs[0]["iop"]
-    normal = np.cross(iop[:3], iop[3:])
-    normal /= np.linalg.norm(normal)
-    for r in recs:
-        r["pos"] = float(r["ipp"] @ normal)
-    recs = sorted(recs, key=lambda r: r["pos"])
-    slices = [[recs[0]]]
-    for r in recs[1:]:
-        (slices[-1].append(r) if r["pos"] - slices[-1][-1]["pos"] <= POSITION_TOL_MM else slices.append([r]))
-    for i, s in enumerate(slices):
-        series = {r["series"] for r in s}
-        if len(series) > 1:
-            keep = max(s, key=lambda r: (r["series_number"], r["series"]))["series"]
-            slices[i] = [r for r in s if r["series"] == keep]
-            notes.append(f"slice at {s[0]['pos']:.2f} mm holds {len(series)} series (repeated acquisition?): "
-                            f"kept the last one ({len(slices[i])} frames)")
-    return slices, normal
-
-
-def _order_frames(slices, notes):
-    for key in ("TriggerTime", "AcquisitionTime", "InstanceNumber"):
-        vals = [[r[key] for r in s] for s in slices]
-        if all(v is not None for vs in vals for v in vs):
-            if all(len(set(vs)) == len(vs) for vs in vals):
-                for s in slices:
-                    s.sort(key=lambda r: r[key])
-                return key
-            if key == "TriggerTime":
-                notes.append("trigger times repeat within a slice; frames ordered by another tag")
-    raise CardiacQuanError("cannot order the frames in time: TriggerTime, AcquisitionTime and InstanceNumber "
-                           "are missing or repeated within a slice")
-
-
-def _equalise_frames(slices, key, notes):
-    counts = [len(s) for s in slices]
-    if len(set(counts)) == 1:
-        return slices
-    n_min = min(counts)
-    if n_min >= 2 and key == "TriggerTime":
-        trig = np.array([[r["TriggerTime"] for r in s[:n_min]] for s in slices])
-        step = np.median(np.diff(trig, axis=1))
-        if np.all(np.abs(trig - trig.mean(axis=0)) <= 0.5 * step):
-            notes.append(f"slices have {min(counts)}-{max(counts)} frames: kept the first {n_min} of each")
-            return [s[:n_min] for s in slices]
-    n_mode = max(Counter(counts).items(), key=lambda kv: (kv[1], kv[0]))[0]
-    dropped = [f"{s[0]['pos']:.1f} mm ({len(s)} frames)" for s in slices if len(s) != n_mode]
-    notes.append(f"left out slice(s) whose frame count differs from {n_mode}: {', '.join(dropped)}")
-    return [s for s in slices if len(s) == n_mode]
 
 
 def _series_of_single_file(path):
@@ -248,43 +236,57 @@ def _series_of_single_file(path):
     return uid, os.path.dirname(os.path.abspath(path))
 
 
-def read_dicom_cine(path) -> Cine:
-    """Read a cine from a DICOM folder (searched recursively) or a single DICOM file."""
+def _read_records(files, root, series_uid, given):
+    """Frame records of the image files, with each file's descriptive tags."""
+    recs, file_meta, skipped_gz = [], {}, 0
+    for f in files:
+        name = os.path.relpath(f, root) if os.path.isdir(root) else os.path.basename(f)
+        with warnings.catch_warnings():   # pydicom's complaints about odd UIDs etc. are noise for users
+            warnings.simplefilter("ignore")
+            ds, why = _dcmread(f)
+            if os.path.abspath(f) == given or _looks_like_dicom(f):
+                _check_file(f, name, ds, why)
+            if ds is None or "PixelData" not in ds:
+                skipped_gz += f.lower().endswith(".gz")
+                continue   # DICOMDIR, reports, non-DICOM files
+            if series_uid is not None and str(ds.get("SeriesInstanceUID", "")) != series_uid:
+                continue
+            frames = _frames_of(ds, name)
+        if frames:
+            file_meta[name] = {key: str(ds.get(tag, "")) for key, tag in META_TAGS.items()}
+            for r in frames:
+                r["source_file"] = name
+            recs += frames
+    return recs, file_meta, skipped_gz
+
+
+def read_dicom_cine(path, series=None) -> Cine:
+    """Read a cine from a DICOM folder (searched recursively) or a single DICOM file.
+
+    `series`: SeriesNumber(s) to read ('7', '5,6,9-12' or an int) when the folder holds several cines."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CardiacQuanError(f"no such file or folder: {path}")
-    series, root = _series_of_single_file(path)
-    files = _list_files(path) if series is None else \
+    wanted = parse_series(series) if series is not None else None
+    series_uid, root = _series_of_single_file(path)
+    files = _list_files(path) if series_uid is None else \
         [os.path.join(root, n) for n in sorted(os.listdir(root)) if os.path.isfile(os.path.join(root, n))]
-    recs, file_meta, n_files, notes, sops = [], {}, 0, [], {}
-    for f in files:
-        with warnings.catch_warnings():   # pydicom's complaints about odd UIDs etc. are noise for users
-            warnings.simplefilter("ignore")
-            ds = _dcmread(f)
-            if ds is None or "PixelData" not in ds:
-                continue   # DICOMDIR, reports, non-DICOM files
-            if series is not None and str(ds.get("SeriesInstanceUID", "")) != series:
-                continue
-            name = os.path.relpath(f, root) if os.path.isdir(root) else os.path.basename(f)
-            sop = str(ds.get("SOPInstanceUID", "")) or None
-            if sop is not None and sop in sops:   # the same image saved twice (copied file, second export)
-                notes.append(f"{name} is a copy of {sops[sop]} (same SOPInstanceUID): read once")
-                continue
-            if sop is not None:
-                sops[sop] = name
-            frames = _frames_of(ds, name)
-            if frames:
-                n_files += 1
-                file_meta[name] = {key: str(ds.get(tag, "")) for key, tag in META_TAGS.items()}
-                recs += frames
+    recs, file_meta, skipped_gz = _read_records(files, root, series_uid, given=os.path.abspath(path))
     if not recs:
-        raise CardiacQuanError(f"no DICOM image found in {path}")
-    recs = _geometry_groups(recs, notes)
-    slices, normal = _split_slices(recs, notes)
-    key = _order_frames(slices, notes)
-    slices = _equalise_frames(slices, key, notes)
+        hint = (f" ({skipped_gz} file(s) are gzip-compressed: decompress them first, e.g. gunzip -r)"
+                if skipped_gz else "")
+        raise CardiacQuanError(f"no DICOM image found in {path}{hint}")
+    notes, hints = [], {}
+    recs = choose_series(recs, notes, wanted, hints)
+    recs = geometry_group(recs, notes)
+    slices, normal = split_slices(recs, notes)
+    slices = drop_copies(slices, notes)
+    key = order_frames(slices, notes)
+    slices = equalise_frames(slices, key, notes)
+    shared_uid_notes(slices, notes)
     T, Z = len(slices[0]), len(slices)
-    if series is not None:
+    n_files = len({r["source_file"] for s in slices for r in s})
+    if series_uid is not None:
         notes.append(f"{os.path.basename(path)} is one image of a series: read the {n_files} file(s) of that "
                      f"series in its folder {root}")
     image = np.stack([np.stack([r["pixels"] for r in s]) for s in slices], axis=1)   # (T, Z, R, C)
@@ -300,8 +302,8 @@ def read_dicom_cine(path) -> Cine:
                 if r["instance"] in instance_map:
                     notes.append(f"InstanceNumber {r['instance']} repeats: instance_map is partial")
                 instance_map[r["instance"]] = (z, t)
-    meta = dict(format="dicom", **file_meta[slices[0][0]["file"]],
-                n_files=n_files, frame_order=key, instance_map=instance_map, warnings=notes)
+    meta = dict(format="dicom", **file_meta[slices[0][0]["source_file"]],
+                n_files=n_files, frame_order=key, instance_map=instance_map, warnings=notes, **hints)
     cine = Cine(image=image, spacing=slices[0][0]["spacing"], origins=np.array([s[0]["ipp"] for s in slices]),
                 direction=np.column_stack([iop[:3], iop[3:], normal]), times_ms=times, times_known=known,
                 slice_thickness=slices[0][0]["thickness"], source=path, metadata=meta)

@@ -25,7 +25,7 @@ from cardiacquan.contract import (
     save_results_npz,
 )
 from cardiacquan.io.figures import write_figures
-from cardiacquan.io.output_paths import prepare_output_dir
+from cardiacquan.io.output_paths import prepare_output_dir, staged_output_dir
 from cardiacquan.io.volume import write_labels
 from cardiacquan.models import model_info
 
@@ -107,21 +107,22 @@ def summary_dict(result, input_path=None):
 
 
 def write_outputs(result, outdir, input_path=None, figures=True):
+    """Write every output into a temporary folder inside `outdir`, then move them into place
+    together (output_paths.staged_output_dir): a run that fails leaves earlier results as they were."""
     outdir = Path(outdir)
     prepare_output_dir(outdir, [input_path] if input_path else [])
-    write_indices_csv(result, outdir / INDICES_CSV)
-    with warnings.catch_warnings(record=True) as caught:   # a stack a volume file cannot hold
-        warnings.simplefilter("always")                      # exactly belongs in the summary too
-        write_labels(result.labels, result.cine, str(outdir / SEGMENTATION_FILE))
-        write_labels(result.sectors, result.cine, str(outdir / SECTORS_FILE))
-    for message in dict.fromkeys(str(w.message) for w in caught):
-        result.warnings.append(f"{SEGMENTATION_FILE}, {SECTORS_FILE}: {message} (slice positions then differ "
-                               "from the input's; indices.csv and summary.json keep the true ones)")
-    (outdir / SUMMARY_JSON).write_text(json.dumps(summary_dict(result, input_path), indent=2))
-    save_results_npz(outdir / RESULTS_NPZ, result.labels, result.sectors)
-    if figures:
-        write_figures(result, outdir)
-    else:   # figures of an earlier run into this folder would sit beside results they do not show
-        for name in FIGURE_FILES:
-            (outdir / name).unlink(missing_ok=True)
+    # figures of an earlier run into this folder would sit beside results they do not show
+    with staged_output_dir(outdir, remove=() if figures else FIGURE_FILES) as stage:
+        write_indices_csv(result, stage / INDICES_CSV)
+        with warnings.catch_warnings(record=True) as caught:   # a stack a volume file cannot hold
+            warnings.simplefilter("always")                      # exactly belongs in the summary too
+            write_labels(result.labels, result.cine, str(stage / SEGMENTATION_FILE))
+            write_labels(result.sectors, result.cine, str(stage / SECTORS_FILE))
+        for message in dict.fromkeys(str(w.message) for w in caught):
+            result.warnings.append(f"{SEGMENTATION_FILE}, {SECTORS_FILE}: {message} (slice positions then differ "
+                                   "from the input's; indices.csv and summary.json keep the true ones)")
+        (stage / SUMMARY_JSON).write_text(json.dumps(summary_dict(result, input_path), indent=2))
+        save_results_npz(stage / RESULTS_NPZ, result.labels, result.sectors)
+        if figures:
+            write_figures(result, stage)
     return outdir

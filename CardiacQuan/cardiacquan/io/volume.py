@@ -17,9 +17,7 @@ axis "seconds").  Otherwise times are evenly spaced placeholders with times_know
 """
 from __future__ import annotations
 
-import gzip
 import os
-import struct
 import tempfile
 import warnings as _warnings
 
@@ -29,6 +27,9 @@ import SimpleITK as sitk
 
 from cardiacquan import CardiacQuanError
 from cardiacquan.io.cine import Cine
+from cardiacquan.io.integrity import check_complete
+from cardiacquan.io.nifti import check_complete as check_nifti_complete
+from cardiacquan.io.nifti import geometry_notes, orthonormal_sform, read_array
 
 NIFTI_TIME_UNITS = {8: "s", 16: "ms", 24: "us"}
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -80,70 +81,42 @@ def _nrrd_list_axis(path):
     return kinds.index("list") if "list" in kinds else None
 
 
-def _nifti_nonfinite_count(path) -> int:
-    """NaN/inf values stored in a float NIfTI file (ITK's reader turns them into 0, hiding them)."""
-    opener = gzip.open if path.lower().endswith(".gz") else open
-    with opener(path, "rb") as f:
-        head = f.read(540)
-        for e in "<>":
-            size = struct.unpack(e + "i", head[:4])[0] if len(head) >= 4 else 0
-            if size in (348, 540):
-                break
-        else:
-            return 0
-        if size == 348:
-            dims, dtype = struct.unpack(e + "8h", head[40:56]), struct.unpack(e + "h", head[70:72])[0]
-            offset = int(struct.unpack(e + "f", head[108:112])[0])
-        else:
-            dtype, dims = struct.unpack(e + "h", head[12:14])[0], struct.unpack(e + "8q", head[16:80])
-            offset = struct.unpack(e + "q", head[168:176])[0]
-        kind = {16: "f4", 64: "f8"}.get(dtype)
-        if kind is None or not 1 <= dims[0] <= 7:
-            return 0
-        dt = np.dtype(e + kind)
-        left = int(np.prod(dims[1:1 + dims[0]], dtype=np.int64)) * dt.itemsize
-        f.seek(offset)
-        bad = 0
-        while left > 0:                       # in chunks: a cine can be large
-            chunk = f.read(min(left, 1 << 26))
-            if not chunk:
-                break
-            chunk = chunk[:len(chunk) - len(chunk) % dt.itemsize]
-            bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(chunk, dt))))
-            left -= len(chunk)
-        return bad
-
-
 def read_volume(path, third_axis_is_time: bool = False) -> Cine:
     """Read a NIfTI/NRRD/MetaImage cine (4-D x,y,z,t) or stack (3-D); Slicer sequences too."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CardiacQuanError(f"no such file: {path}")
+    name = os.path.basename(path)
+    is_nifti = path.lower().endswith((".nii", ".nii.gz"))
+    notes, disagree, own = [], None, False
+    if is_nifti:       # size, NaN/inf and sform/qform checked before ITK (which hides all three)
+        hdr = check_nifti_complete(path)
+        own, notes, disagree = geometry_notes(path, hdr)
+    else:
+        check_complete(path)
     if _nrrd_list_axis(path) is not None:
         return read_sequence_nrrd(path)
-    try:
-        img = sitk.ReadImage(path)
-    except RuntimeError as e:
-        raise CardiacQuanError(f"cannot read {os.path.basename(path)} as an image: "
-                               f"{str(e).strip().splitlines()[-1][:200]}")
+    img = _nifti_orthonormalised(path, hdr) if own else _itk_read(path)
     dim, ncomp = img.GetDimension(), img.GetNumberOfComponentsPerPixel()
     if ncomp != 1:
-        raise CardiacQuanError(f"{os.path.basename(path)} has {ncomp} values per pixel (colour/vector); a grey-level cine is needed")
+        raise CardiacQuanError(f"{name} has {ncomp} values per pixel (colour/vector); a grey-level cine is needed")
     if dim == 2:
-        raise CardiacQuanError("a single 2-D image is not a cine")
+        raise CardiacQuanError(f"{name}: a single 2-D image is not a cine; give a 4-D (x, y, z, t) file, or a 3-D "
+                               "one (one slice over time with --third-axis-is-time)")
     if dim not in (3, 4):
-        raise CardiacQuanError(f"{os.path.basename(path)} has {dim} dimensions; expected 3-D (x,y,z) or 4-D (x,y,z,t)")
-    if path.lower().endswith((".nii", ".nii.gz")) and img.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
-        bad = _nifti_nonfinite_count(path)
-        if bad:
-            raise CardiacQuanError(f"the image holds {bad} NaN/infinite pixel values")
+        raise CardiacQuanError(f"{name} has {dim} dimensions; expected 3-D (x,y,z) or 4-D (x,y,z,t)")
+    if disagree is not None:
+        d_itk = np.asarray(img.GetDirection(), float).reshape(dim, dim)[:3, :3]
+        used = min(disagree, key=lambda k: np.abs(RAS_TO_LPS @ disagree[k] - d_itk).max())
+        notes.append(f"{name}: the sform and the qform disagree (orientation or origin); the {used}'s geometry was "
+                     "used, as ITK and 3D Slicer read it: check the orientation")
     arr = sitk.GetArrayFromImage(img)            # (t,) z, y, x
     sp, org = img.GetSpacing(), img.GetOrigin()
     d = np.asarray(img.GetDirection(), float).reshape(dim, dim)[:3, :3]
     unit = None
     if img.HasMetaDataKey("xyzt_units"):
         unit = NIFTI_TIME_UNITS.get(int(img.GetMetaData("xyzt_units")) & 0x38)
-    meta = {"format": os.path.basename(path).split(".", 1)[-1].lower(), "warnings": []}
+    meta = {"format": os.path.basename(path).split(".", 1)[-1].lower(), "warnings": notes}
     if dim == 4:
         times, known = _time_axis(arr.shape[0], sp[3], org[3], unit, meta)
         return _cine_from_grid(arr, org[:3], sp[:3], d, times, known, path, meta)
@@ -151,7 +124,37 @@ def read_volume(path, third_axis_is_time: bool = False) -> Cine:
         times, known = _time_axis(arr.shape[0], sp[2], 0.0, unit, meta)
         meta["time_axis_grid"] = (tuple(org), tuple(sp), d.ravel().tolist())   # written back as read
         return _cine_from_grid(arr[:, None], org, (sp[0], sp[1], 1.0), d, times, known, path, meta, thickness=None)
+    meta["single_frame_hint"] = (f"{name} is a 3-D image ({arr.shape[2]}x{arr.shape[1]}x{arr.shape[0]}): if its third "
+                                 "axis is time (one slice over the cycle), add --third-axis-is-time")
     return _cine_from_grid(arr[None], org, sp, d, None, False, path, meta)
+
+
+def _itk_read(path):
+    """SimpleITK's reader; its own warnings (sform scales...) are said in our words instead."""
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)
+    try:
+        return sitk.ReadImage(path)
+    except RuntimeError as e:
+        raise CardiacQuanError(f"cannot read {os.path.basename(path)} as an image: "
+                               f"{str(e).strip().splitlines()[-1][:200]}; is it damaged, or another format?")
+    finally:
+        sitk.ProcessObject_SetGlobalWarningDisplay(True)
+
+
+def _nifti_orthonormalised(path, hdr):
+    """A NIfTI whose only transform is a nearly orthonormal sform, which ITK refuses: the pixels
+    and header read here, the direction orthonormalised (nifti.orthonormal_sform), as an ITK image."""
+    arr = read_array(path, hdr)
+    origin, spacing, direction = orthonormal_sform(hdr)
+    img = sitk.GetImageFromArray(arr, isVector=False)
+    n = img.GetDimension()
+    d = np.eye(n)
+    d[:3, :3] = RAS_TO_LPS @ direction
+    img.SetDirection(d.ravel().tolist())
+    img.SetOrigin(tuple(RAS_TO_LPS @ origin) + ((float(hdr["toffset"]),) if n == 4 else ()))
+    img.SetSpacing(tuple(spacing[:n]))
+    img.SetMetaData("xyzt_units", str(int(hdr["xyzt_units"])))
+    return img
 
 
 def read_sequence_nrrd(path) -> Cine:
@@ -159,6 +162,7 @@ def read_sequence_nrrd(path) -> Cine:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CardiacQuanError(f"no such file: {path}")
+    check_complete(path)
     try:
         data, hdr = nrrd.read(path, index_order="F")
     except Exception as e:
