@@ -140,7 +140,7 @@ def stack_volumes(cine, per_slice, labels, slices, warnings, ed=None, es=None):
         return {}
     if not known.all():
         warnings.append(f"LV volume not computed for frame(s) {', '.join(map(str, np.flatnonzero(~known)))}: "
-                        "a slice inside the stack has no LV cavity there; ED/ES and EF use the other frames")
+                        "a slice inside the stack has no LV cavity there (EDV/ESV and EF are not given if that is the heart's ED or ES)")
     if ed is None or es is None or ed < 0 or es < 0:
         ed, es = ed_es_frames(cav)
     edv, esv = float(cav[ed]), float(cav[es])
