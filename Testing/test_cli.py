@@ -218,7 +218,8 @@ def test_volumes_keep_the_slab_of_a_missing_slice_and_count_the_apical_cap():
 
 
 def test_report_of_an_uneven_stack_says_what_its_files_cannot_hold(tmp_path):
-    """Rows of a slice without LV have no phase (not -1) and no mirroring flag; the mid slice's
+    """Rows of a slice without LV have the heart's phase (one ED/ES for every slice) and no
+    mirroring flag; the mid slice's
     own ED/ES are named; label files that cannot keep uneven slice positions say so in the
     summary, not only on stderr."""
     from cardiacquan.pipeline import quantify
@@ -229,7 +230,8 @@ def test_report_of_an_uneven_stack_says_what_its_files_cannot_hold(tmp_path):
     with open(tmp_path / "out" / "indices.csv") as f:
         rows = list(csv.DictReader(f))
     cap = [r for r in rows if r["slice"] == str(cine.n_slices - 1)]
-    assert cap and all(r["phase"] == "" and r["mirrored"] == "" and r["valid"] == "0" for r in cap)
+    assert cap and all(r["phase"] == str(res.phase[int(r["frame"])]) and r["mirrored"] == "" and r["valid"] == "0"
+                       for r in cap)
     assert all(r["phase"] in ("0", "1") and r["mirrored"] in ("0", "1") for r in rows if r["valid"] == "1")
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     mid = s["mid_slice"]
@@ -250,8 +252,12 @@ def test_volumes_skip_frames_with_a_gap_in_the_stack_and_no_lv_is_an_error(phant
     gap = quantify(ph.cine, labels=lab, use_quan_net=False)
     vol = gap.volumes
     assert vol["cavity_volume_ml"][es] is None and vol["myocardium_volume_ml"][es] is None
-    assert vol["es_frame"] != es and vol["esv_ml"] > 0 and vol["ef_percent"] < full.volumes["ef_percent"]
+    # one ED/ES for the heart from the slices with a cavity in every frame: the gap does not move ES,
+    # the volume there is unknown, so EDV/ESV/EF are not given rather than wrong
+    assert gap.es_frame == es and vol["es_frame"] == es and gap.phase_curve["slices"] == [0, 2]
+    assert vol["esv_ml"] is None and vol["ef_percent"] is None and vol["edv_ml"] == full.volumes["edv_ml"]
     assert any("volume not computed" in w for w in gap.warnings)
+    assert any("EDV/ESV/SV/EF not computed" in w for w in gap.warnings)
     apex = ph.labels.copy()                     # an end slice losing its cavity is physiology, not a gap
     apex[es, 0][apex[es, 0] == 3] = 2
     assert quantify(ph.cine, labels=apex, use_quan_net=False).volumes["cavity_volume_ml"][es] is not None

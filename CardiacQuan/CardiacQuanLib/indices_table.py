@@ -141,7 +141,10 @@ def plotSlice(rows, summary):
 
 
 def sliceEdEs(summary, sliceIndex):
-    """(ED frame, ES frame) of one slice, else of the whole run."""
+    """(ED frame, ES frame) shown for one slice: the heart's (one ED/ES for every slice, as the
+    phase column); the slice's own only where the run has none."""
+    if summary.get("ed_frame") is not None and summary.get("es_frame") is not None:
+        return summary.get("ed_frame"), summary.get("es_frame")
     for s in summary.get("slices") or []:
         if toInt(s.get("slice")) == sliceIndex:
             return s.get("ed_frame"), s.get("es_frame")

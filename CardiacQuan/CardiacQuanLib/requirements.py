@@ -22,6 +22,7 @@ ENGINE_REQUIREMENTS = {
     "pydicom": ("pydicom", "2.4", "pydicom>=2.4"),
     "nrrd": ("pynrrd", "1.0", "pynrrd>=1.0"),
     "matplotlib": ("matplotlib", "3.7", "matplotlib>=3.7"),
+    "highdicom": ("highdicom", "0.28", "highdicom>=0.28"),   # DICOM Segmentation output
 }
 #: only for the network (re-quantifying from masks does not need them)
 NETWORK_REQUIREMENTS = {

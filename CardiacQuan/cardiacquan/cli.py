@@ -19,9 +19,11 @@ import numpy as np
 from cardiacquan import CardiacQuanError, __version__
 from cardiacquan.cli_args import CQArgumentParser
 from cardiacquan.contract import (
+    DICOM_SEG_FILE,
     FIGURE_FILES,
     INDEX_COLUMNS,
     INDICES_CSV,
+    REPORT_HTML,
     SEGMENTATION_FILE,
     SUMMARY_JSON,
     ExchangeError,
@@ -68,6 +70,10 @@ def cmd_quantify(args):
     cine.validate_for_quantification()      # refuse a single frame, NaN or a constant image before the labels
     _log(f"read {args.input}: {cine.n_frames} frames x {cine.n_slices} slices of "
          f"{cine.frame_shape[0]}x{cine.frame_shape[1]} px at {cine.spacing[0]:.3g}x{cine.spacing[1]:.3g} mm")
+    dicom_seg = bool(getattr(args, "dicom_seg", False))
+    if dicom_seg and (cine.metadata or {}).get("format") != "dicom":   # before any work
+        raise CardiacQuanError("--dicom-seg needs a DICOM input (a DICOM folder or file): the DICOM Segmentation "
+                               "references the source images")
     labels = None
     if args.labels:
         if not Path(args.labels).exists():
@@ -78,7 +84,8 @@ def cmd_quantify(args):
     result = quantify(cine, labels=labels, slices=args.slices, progress=_progress,
                       use_quan_net=not args.geometry_only, backend=args.backend,
                       precision=args.precision)
-    out = write_outputs(result, args.output, input_path=args.input, figures=not args.no_figures)
+    out = write_outputs(result, args.output, input_path=args.input, figures=not args.no_figures,
+                        dicom_seg=dicom_seg)
     _log(f"ED frame {result.ed_frame}, ES frame {result.es_frame}; mid-ventricular slice {result.mid_slice}")
     for w in dict.fromkeys(result.warnings):
         _log(f"warning: {w}")
@@ -109,7 +116,7 @@ def cmd_demo(args):
          f"{ph.cine.spacing[0]:.2f} mm pixels) -> {src}")
     ns = argparse.Namespace(input=str(src), output=str(out), labels=None, slices="all",
                             third_axis_is_time=False, series=None, no_network=False, geometry_only=False,
-                            no_figures=False, backend=args.backend, precision=args.precision)
+                            no_figures=False, dicom_seg=False, backend=args.backend, precision=args.precision)
     rc = cmd_quantify(ns)
     _compare_with_truth(ph, out)
     return rc
@@ -134,7 +141,8 @@ def _compare_with_truth(ph, out):
     print(f"  cavity area {np.mean(err[names[0]]):.1f} mm², myocardium area {np.mean(err[names[1]]):.1f} mm², "
           f"dims {np.mean(sum((err[n] for n in names[2:5]), [])):.2f} mm, "
           f"RWT {np.mean(sum((err[n] for n in names[5:]), [])):.2f} mm, phase error {100 * np.mean(phase_wrong):.1f} %")
-    print(f"Results: {out}/{INDICES_CSV}, {SUMMARY_JSON}, {SEGMENTATION_FILE}, {', '.join(FIGURE_FILES)}")
+    print(f"Results: {out}/{INDICES_CSV}, {SUMMARY_JSON}, {SEGMENTATION_FILE}, {', '.join(FIGURE_FILES)}, "
+          f"{REPORT_HTML}")
 
 
 def _add_backend(parser):
@@ -164,7 +172,10 @@ def build_parser():
     q.add_argument("--geometry-only", action="store_true",
                    help="final values from the geometry of the masks only (no spatio-temporal network)")
     q.add_argument("--no-network", action="store_true", help="refuse to run the segmentation network")
-    q.add_argument("--no-figures", action="store_true")
+    q.add_argument("--no-figures", action="store_true", help="no pictures and no report.html")
+    q.add_argument("--dicom-seg", action="store_true",
+                   help=f"also write {DICOM_SEG_FILE}: a DICOM Segmentation (LV cavity, LV myocardium, RV; every "
+                        "frame referencing its source image) for a PACS; DICOM input only")
     _add_backend(q)
     q.set_defaults(func=cmd_quantify)
 

@@ -14,7 +14,8 @@ RWTk sector of a myocardium pixel.  The 11 LVQuan indices in their fixed order:
 Output folder (``cardiacquan quantify -o OUTDIR``)
 -------------------------------------------------
 :data:`OUTPUT_FILES`; ``indices.csv`` has the columns :data:`INDICES_COLUMNS` (name, unit,
-meaning) in that order; ``summary.json`` the top-level keys :data:`SUMMARY_KEYS`.
+meaning) in that order, ``segments.csv`` the columns :data:`SEGMENTS_COLUMNS` (the AHA 16 segments,
+:data:`AHA_SEGMENTS`); ``summary.json`` the top-level keys :data:`SUMMARY_KEYS`.
 
 Exchange files
 --------------
@@ -65,9 +66,39 @@ SUMMARY_JSON = "summary.json"
 SEGMENTATION_FILE = "segmentation.nii.gz"
 SECTORS_FILE = "sectors.nii.gz"
 RESULTS_NPZ = "results.npz"
-FIGURE_FILES = ("phase_curve.png", "mid_slice_ed_es.png")
+PHASE_CURVE_PNG, MID_SLICE_PNG = "phase_curve.png", "mid_slice_ed_es.png"
+SLICES_PNG = "slices_ed_es.png"            # every quantified slice at ED and ES
+BULLSEYE_PNG = "bullseye.png"              # AHA 16-segment thickness at ED, ES and thickening
+SEGMENTS_CSV = "segments.csv"              # AHA 16-segment wall thickness and thickening
+REPORT_HTML = "report.html"                # one self-contained page for a reader
+DICOM_SEG_FILE = "segmentation_seg.dcm"    # `--dicom-seg`: DICOM Segmentation of a DICOM input
+#: the pictures (left out with --no-figures, as is the report that shows them)
+FIGURE_FILES = (PHASE_CURVE_PNG, MID_SLICE_PNG, SLICES_PNG, BULLSEYE_PNG)
 #: every file `cardiacquan quantify` writes into its output folder
-OUTPUT_FILES = (INDICES_CSV, SUMMARY_JSON, SEGMENTATION_FILE, SECTORS_FILE, RESULTS_NPZ) + FIGURE_FILES
+OUTPUT_FILES = (INDICES_CSV, SUMMARY_JSON, SEGMENTATION_FILE, SECTORS_FILE, RESULTS_NPZ, SEGMENTS_CSV,
+                REPORT_HTML, DICOM_SEG_FILE) + FIGURE_FILES
+
+#: the AHA 16 segments (Cerqueira et al., Circulation 2002): (number, level, name); 1-6 basal and
+#: 7-12 mid in 60 degree sectors, 13-16 apical in 90 degree sectors (docs/indices.md)
+AHA_LEVELS = ("basal", "mid", "apical")
+AHA_SEGMENTS = (
+    (1, "basal", "anterior"), (2, "basal", "anteroseptal"), (3, "basal", "inferoseptal"),
+    (4, "basal", "inferior"), (5, "basal", "inferolateral"), (6, "basal", "anterolateral"),
+    (7, "mid", "anterior"), (8, "mid", "anteroseptal"), (9, "mid", "inferoseptal"),
+    (10, "mid", "inferior"), (11, "mid", "inferolateral"), (12, "mid", "anterolateral"),
+    (13, "apical", "anterior"), (14, "apical", "septal"), (15, "apical", "inferior"), (16, "apical", "lateral"),
+)
+#: segments.csv: (column, unit, meaning), in the file's order; one row per segment
+SEGMENTS_COLUMNS = (
+    ("segment", "", "AHA segment number 1-16"),
+    ("level", "", "basal, mid or apical third of the slices with a complete myocardial ring"),
+    ("name", "", "AHA segment name"),
+    ("slices", "", "the quantified slices averaged in this segment (space-separated)"),
+    ("thickness_ed_mm", "mm", "wall thickness at the study's end-diastole (mean over the segment's rays and slices)"),
+    ("thickness_es_mm", "mm", "wall thickness at the study's end-systole"),
+    ("thickening_percent", "%", "systolic wall thickening (ES - ED) / ED x 100"),
+)
+SEGMENTS_COLUMN_NAMES = tuple(name for name, _, _ in SEGMENTS_COLUMNS)
 
 #: indices.csv: (column, unit, meaning), in the file's order
 INDICES_COLUMNS = (
@@ -84,7 +115,7 @@ INDICES_COLUMNS = (
     (f"rwt{k}_mm", "mm", f"RWT{k}: wall thickness, {title} sector (AHA {aha})")
     for k, (title, aha) in enumerate(zip(SECTOR_TITLES, SECTOR_AHA_SEGMENTS), start=1)
 ) + (
-    ("phase", "", "Cardiac phase: 1 systole, 0 diastole"),
+    ("phase", "", "Cardiac phase of the heart: 1 systole, 0 diastole (one ED/ES for every slice)"),
     ("septum_angle_deg", "\u00b0", "Direction of the septum (LV to RV centroid) in the image, counter-clockwise"),
     ("orientation_source", "", "How the sectors were oriented: rv = from the RV position, image-axes = RV "
                                "assumed on the image's left (no RV found)"),
@@ -112,7 +143,8 @@ SLICE_COLUMN, FRAME_COLUMN, TIME_COLUMN, PHASE_COLUMN = "slice", "frame", "time_
 SUMMARY_KEYS = ("input", "n_frames", "n_slices", "frame_shape", "pixel_spacing_mm", "times_ms", "times_known",
                 "ed_frame", "es_frame", "ed_es_from", "mid_slice", "mid_slice_ed_frame", "mid_slice_es_frame",
                 "mid_slice_ed_indices", "mid_slice_es_indices", "slices", "volumes", "segmented_by",
-                "frames_without_lv", "quantification", "warnings", "software_version", "model", "python")
+                "phase_curve", "segments", "frames_without_lv", "quantification", "warnings",
+                "software_version", "model", "python")
 #: summary.json keys that describe the run rather than the result (they differ between two runs)
 SUMMARY_PROVENANCE_KEYS = ("input", "software_version", "model", "python")
 

@@ -14,7 +14,9 @@ from cardiacquan import CardiacQuanError
 from cardiacquan.contract import LV_CAVITY, MYOCARDIUM
 from cardiacquan.io.cine import Cine
 from cardiacquan.measure.indices import SliceIndices, sector_map, slice_indices
-from cardiacquan.measure.volumes import stack_volumes
+from cardiacquan.measure.phase import phase_from_ed_es
+from cardiacquan.measure.segments import aha_segments
+from cardiacquan.measure.volumes import heart_phase, stack_volumes
 from cardiacquan.models import load_seg_model
 from cardiacquan.quannet.fusion import apply_bundled_fusion
 from cardiacquan.segmentation.inference import segment_cine
@@ -36,6 +38,9 @@ class QuantResult:
     warnings: list = field(default_factory=list)
     quan_info: dict = field(default_factory=dict)
     volumes: dict = field(default_factory=dict)
+    phase: Optional[np.ndarray] = None       # (T,) int8: the heart's phase, 1 systole / 0 diastole
+    phase_curve: dict = field(default_factory=dict)   # heart_phase(): the curve ED/ES come from
+    segments: dict = field(default_factory=dict)      # aha_segments(): AHA 16 segments
 
 
 def choose_slices(spec, n_slices, labels=None, lv_found=None):
@@ -141,13 +146,14 @@ def quantify(cine: Cine, labels=None, slices="all", progress: Optional[Callable]
     mid = mid_ventricular_slice(Z, labels) if len(sel) > 1 else sel[0]
     if mid not in per_slice:
         mid = sel[len(sel) // 2]
-    volumes = stack_volumes(cine, per_slice, labels, sel, warnings)
-    if volumes:
-        ed, es = volumes["ed_frame"], volumes["es_frame"]
-    else:
-        ed, es = per_slice[mid].ed, per_slice[mid].es
+    # one ED/ES for the heart: every slice of a gated cine is the same heart at the same times
+    heart = heart_phase(cine, per_slice, [z for z in sel if per_slice[z].valid.any()], mid, warnings)
+    ed, es = heart["ed"], heart["es"]
+    volumes = stack_volumes(cine, per_slice, labels, sel, warnings, ed=ed, es=es)
+    segments = aha_segments(cine, per_slice, sel, ed, es, warnings)
     return QuantResult(cine=cine, labels=labels, sectors=sectors, slices=sel, per_slice=per_slice,
                        sources=sources, mid_slice=mid, ed_frame=int(ed), es_frame=int(es),
                        segmented_by=segmented_by, lv_found=lv_found, warnings=warnings,
-                       quan_info=quan_info, volumes=volumes)
+                       quan_info=quan_info, volumes=volumes, phase=phase_from_ed_es(T, ed, es),
+                       phase_curve=heart, segments=segments)
 

@@ -9,7 +9,8 @@ final (fused) values, on any labelled set it can read:
 - `--set sunnybrook`: the Sunnybrook study; every frame segmented by the project's
   segmentation model (or `--predict-fn`, or read from `--labels`), scored on every contoured
   slice: cavity indices at the contoured ED and ES frames, myocardium area and wall
-  thickness at ED (the only frame with an epicardial contour), phase on all frames;
+  thickness at ED (the only frame with an epicardial contour), phase on all frames ("final":
+  the heart's one ED/ES, as indices.csv writes it; truth: each slice's contoured ED/ES);
 - `--set npz --data FILE --split S`: any split of a `quan_data` file;
 - `--set lvquan --lvquan cardiac-dig.mat`: the frames of an LVQuan18 file (expert masks).
 
@@ -255,7 +256,7 @@ def sunnybrook_set(qn, study_dir, predict_fn=None, labels=None, log=print):
         tph = phase_from_ed_es(T, max(a, key=a.get), min(a, key=a.get)).astype(int) if len(frames) >= 2 \
             else np.full(T, -1)
         for k, (y, p) in {"network": (net["indices"], net["phase"]), "geometry": (geo.as_array(), geo.phase),
-                          "final": (fin.as_array(), fin.phase)}.items():
+                          "final": (fin.as_array(), result.phase)}.items():
             rows[k].append(y)
             phases[k].append(p)
         rows["truth"].append(truth)
@@ -264,8 +265,9 @@ def sunnybrook_set(qn, study_dir, predict_fn=None, labels=None, log=print):
                               np.stack(phases["truth"])) for k in ("network", "geometry", "final")}
     log(format_table(tables, f"Sunnybrook {con[0].name}: {len(slices)} contoured slices, "
                              f"{sum(1 for _ in cav)} contoured frames (final = cardiacquan quantify)"))
-    log(f"study ED/ES (cardiacquan quantify, {result.volumes and 'LV volume' or 'mid slice'}): "
-        f"frames {result.ed_frame}/{result.es_frame}; the phase rows score each slice's own phase column")
+    log(f"study ED/ES (cardiacquan quantify: {result.phase_curve.get('source', '')}): frames "
+        f"{result.ed_frame}/{result.es_frame}; 'final' phase = indices.csv's phase column (one ED/ES for the heart), "
+        "'network' and 'geometry' = each slice's own phase")
     return tables
 
 

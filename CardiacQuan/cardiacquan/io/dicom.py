@@ -26,7 +26,9 @@ series choice and the one-image-per-(position, time) rule live in dicom_series.p
 metadata keys: format, patient_id, study_description, series_description,
 series_instance_uid, manufacturer, modality, n_files, frame_order ('TriggerTime',
 'AcquisitionTime' or 'InstanceNumber'), instance_map {InstanceNumber: (z, t)} (single-frame
-files only; used to place Sunnybrook contours), warnings [str].
+files only; used to place Sunnybrook contours), warnings [str], source_images [z][t] =
+{path, sop_instance_uid, frame_number (1-based in a multi-frame file, else None)} (what a
+DICOM Segmentation of the cine references).
 """
 from __future__ import annotations
 
@@ -180,7 +182,8 @@ def _frames_of(ds, name) -> list:
                             TriggerTime=_num(card.get("NominalCardiacTriggerDelayTime")) if card is not None else None,
                             AcquisitionTime=_seconds(content.get("FrameAcquisitionDateTime")) if content is not None else None,
                             InstanceNumber=(_num(content.get("TemporalPositionIndex")) if content is not None else None) or i + 1,
-                            instance=None, pixels=arr[i].astype(np.float32) * (slope or 1.0) + (icpt or 0.0)))
+                            instance=None, frame_number=i + 1,
+                            pixels=arr[i].astype(np.float32) * (slope or 1.0) + (icpt or 0.0)))
         return out
     missing = [t for t in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing") if t not in ds]
     if missing:
@@ -203,7 +206,7 @@ def _frames_of(ds, name) -> list:
                  AcquisitionTime=_seconds(ds.get("AcquisitionTime")) if len(frames) == 1 else None,
                  InstanceNumber=inst if len(frames) == 1 else k + 1,
                  instance=int(inst) if (inst is not None and len(frames) == 1) else None,
-                 pixels=f) for k, f in enumerate(frames)]
+                 frame_number=k + 1 if len(frames) > 1 else None, pixels=f) for k, f in enumerate(frames)]
 
 
 def _list_files(path):
@@ -256,6 +259,7 @@ def _read_records(files, root, series_uid, given):
             file_meta[name] = {key: str(ds.get(tag, "")) for key, tag in META_TAGS.items()}
             for r in frames:
                 r["source_file"] = name
+                r["path"] = os.path.abspath(f)
             recs += frames
     return recs, file_meta, skipped_gz
 
@@ -302,8 +306,12 @@ def read_dicom_cine(path, series=None) -> Cine:
                 if r["instance"] in instance_map:
                     notes.append(f"InstanceNumber {r['instance']} repeats: instance_map is partial")
                 instance_map[r["instance"]] = (z, t)
+    # where each (slice, frame) of the cine comes from: what a DICOM Segmentation references
+    source_images = [[dict(path=r["path"], sop_instance_uid=r["sop"], frame_number=r["frame_number"])
+                      for r in s] for s in slices]
     meta = dict(format="dicom", **file_meta[slices[0][0]["source_file"]],
-                n_files=n_files, frame_order=key, instance_map=instance_map, warnings=notes, **hints)
+                n_files=n_files, frame_order=key, instance_map=instance_map, warnings=notes, **hints,
+                source_images=source_images)
     cine = Cine(image=image, spacing=slices[0][0]["spacing"], origins=np.array([s[0]["ipp"] for s in slices]),
                 direction=np.column_stack([iop[:3], iop[3:], normal]), times_ms=times, times_known=known,
                 slice_thickness=slices[0][0]["thickness"], source=path, metadata=meta)

@@ -14,18 +14,26 @@ import numpy as np
 
 from cardiacquan import __version__
 from cardiacquan.contract import (
+    BULLSEYE_PNG,
+    DICOM_SEG_FILE,
     FIGURE_FILES,
     INDEX_NAMES,
     INDICES_COLUMN_NAMES,
     INDICES_CSV,
+    REPORT_HTML,
     RESULTS_NPZ,
     SECTORS_FILE,
+    SEGMENTS_CSV,
     SEGMENTATION_FILE,
     SUMMARY_JSON,
     save_results_npz,
 )
+from cardiacquan.io.bullseye import write_bullseye
+from cardiacquan.io.dicom_seg import write_dicom_seg
 from cardiacquan.io.figures import write_figures
 from cardiacquan.io.output_paths import prepare_output_dir, staged_output_dir
+from cardiacquan.io.regional import phase_curve_dict, segments_dict, write_segments_csv
+from cardiacquan.io.report import write_report
 from cardiacquan.io.volume import write_labels
 from cardiacquan.models import model_info
 
@@ -54,12 +62,17 @@ def write_indices_csv(result, path):
             for t in range(cine.n_frames):
                 w.writerow([z, _fmt(pos[z]), t, _fmt(cine.times_ms[t], 1)]
                            + [_fmt(v) for v in arr[t]]
-                           # phase is a time in the slice's cycle, so a frame without LV still has
-                           # one; a slice without LV in any frame has none (empty, never -1)
-                           + ["" if idx.phase[t] < 0 else int(idx.phase[t]), _fmt(idx.septum_angle_deg[t], 1),
+                           # the heart's phase (one ED/ES for every slice): a time in the cycle,
+                           # so a frame or a slice without LV has one too
+                           + [_phase_cell(result, idx, t), _fmt(idx.septum_angle_deg[t], 1),
                               idx.orientation_source[t], int(bool(idx.mirrored[t])) if idx.valid[t] else "",
                               int(bool(idx.valid[t])),
                               _source_summary(result.sources[z])])
+
+
+def _phase_cell(result, idx, t):
+    phase = result.phase if result.phase is not None else idx.phase
+    return "" if phase[t] < 0 else int(phase[t])
 
 
 def _frame_or_none(f):
@@ -89,13 +102,14 @@ def summary_dict(result, input_path=None):
         "frame_shape": list(cine.frame_shape), "pixel_spacing_mm": list(cine.spacing),
         "times_ms": [round(float(t), 1) for t in cine.times_ms], "times_known": bool(cine.times_known),
         "ed_frame": _frame_or_none(result.ed_frame), "es_frame": _frame_or_none(result.es_frame),
-        "ed_es_from": "LV cavity volume of the stack" if result.volumes else f"cavity area of slice {result.mid_slice}",
+        "ed_es_from": result.phase_curve.get("source") or f"cavity area of slice {result.mid_slice}",
         "mid_slice": result.mid_slice,
         # the mid slice's own ED/ES (largest/smallest cavity area of that slice), which can differ
         # from the study's ED/ES above (from the stack's volume); the figures show these frames
         "mid_slice_ed_frame": _frame_or_none(mid.ed), "mid_slice_es_frame": _frame_or_none(mid.es),
         "mid_slice_ed_indices": mid_ed, "mid_slice_es_indices": mid_es,
         "slices": slices, "volumes": result.volumes,
+        "phase_curve": phase_curve_dict(result), "segments": segments_dict(result),
         "segmented_by": result.segmented_by,
         "frames_without_lv": ([[int(t), int(z)] for t, z in zip(*np.nonzero(~result.lv_found[:, result.slices]))]
                               if result.lv_found is not None else []),
@@ -106,14 +120,19 @@ def summary_dict(result, input_path=None):
     }
 
 
-def write_outputs(result, outdir, input_path=None, figures=True):
+def write_outputs(result, outdir, input_path=None, figures=True, dicom_seg=False):
     """Write every output into a temporary folder inside `outdir`, then move them into place
     together (output_paths.staged_output_dir): a run that fails leaves earlier results as they were."""
     outdir = Path(outdir)
     prepare_output_dir(outdir, [input_path] if input_path else [])
-    # figures of an earlier run into this folder would sit beside results they do not show
-    with staged_output_dir(outdir, remove=() if figures else FIGURE_FILES) as stage:
+    # outputs of an earlier run that this one does not make would sit beside results they do not
+    # show: figures and the report (which shows them) without figures, a SEG without --dicom-seg
+    stale = (() if figures else FIGURE_FILES + (REPORT_HTML,)) + (() if dicom_seg else (DICOM_SEG_FILE,))
+    with staged_output_dir(outdir, remove=stale) as stage:
         write_indices_csv(result, stage / INDICES_CSV)
+        write_segments_csv(result, stage / SEGMENTS_CSV)
+        if dicom_seg:
+            write_dicom_seg(result, stage / DICOM_SEG_FILE)
         with warnings.catch_warnings(record=True) as caught:   # a stack a volume file cannot hold
             warnings.simplefilter("always")                      # exactly belongs in the summary too
             write_labels(result.labels, result.cine, str(stage / SEGMENTATION_FILE))
@@ -121,8 +140,11 @@ def write_outputs(result, outdir, input_path=None, figures=True):
         for message in dict.fromkeys(str(w.message) for w in caught):
             result.warnings.append(f"{SEGMENTATION_FILE}, {SECTORS_FILE}: {message} (slice positions then differ "
                                    "from the input's; indices.csv and summary.json keep the true ones)")
-        (stage / SUMMARY_JSON).write_text(json.dumps(summary_dict(result, input_path), indent=2))
+        summary = summary_dict(result, input_path)
+        (stage / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
         save_results_npz(stage / RESULTS_NPZ, result.labels, result.sectors)
         if figures:
             write_figures(result, stage)
+            write_bullseye(result, stage / BULLSEYE_PNG)
+            write_report(result, summary, stage, stage / REPORT_HTML)
     return outdir

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from scipy import ndimage
@@ -59,6 +60,9 @@ class SliceIndices:
     phase: np.ndarray              # (T,) int8 1 systole / 0 diastole (-1: no valid frame)
     ed: int                        # -1 when no valid frame
     es: int
+    # wall thickness r_epi - r_endo (mm) on every ray, (T, n_rays); ray j at sector angle
+    # (j + 1/2) * 360 / n_rays degrees (septum 180, anterior 90): the AHA segments' input
+    wall_rays: Optional[np.ndarray] = None
 
     @property
     def n_frames(self) -> int:
@@ -360,7 +364,7 @@ def slice_indices(labels, spacing, direction=None, step_deg: float = 1.0,
                dims=np.full((T, 3), np.nan), rwt=np.full((T, 6), np.nan),
                septum_angle_deg=np.full(T, np.nan), orientation_source=np.full(T, "", dtype=object),
                mirrored=np.zeros(T, bool), valid=(lab == LV_CAVITY).any(axis=(1, 2)),
-               centre_rc=np.full((T, 2), np.nan))
+               centre_rc=np.full((T, 2), np.nan), wall_rays=np.full((T, n_rays), np.nan))
     v = out["valid"]
     if v.any():
         crop, cav, epi, n_cav, centre, rv_rc, off = _prepare(lab, smooth_sigma_px)
@@ -395,10 +399,12 @@ def slice_indices(labels, spacing, direction=None, step_deg: float = 1.0,
             w = np.nanmean((r_epi - r_endo).reshape(T, 6, k), axis=2)      # alpha bins of 60 deg
         out["dims"][v] = d[v]
         out["rwt"][v] = w[v][:, [3, 4, 5, 0, 1, 2]]    # bins AL, A, AS, IS, I, IL -> RWT1..6
+        out["wall_rays"][v] = (r_epi - r_endo)[v]
         no_myo = v & (epi.sum(axis=(1, 2)) == n_cav)      # a cavity drawn without its wall (a
         out["myocardium_area"][no_myo] = np.nan            # myocardium speck elsewhere is no wall):
                                                            # not measurable, never 0 mm
         out["rwt"][no_myo] = np.nan
+        out["wall_rays"][no_myo] = np.nan
     if v.any():
         ed, es = ed_es_frames(np.where(v, out["cavity_area"], np.nan))
         phase = phase_from_ed_es(T, ed, es)

@@ -53,8 +53,64 @@ def _stack_sum(areas, slabs):
     return out
 
 
-def stack_volumes(cine, per_slice, labels, slices, warnings):
-    """LV volumes by summation of discs when the whole stack was quantified (no base/apex correction)."""
+def _slabs_of(cine, slices):
+    """{slice: slab mm} of the quantified slices in stack order; None when their positions do
+    not stack (repeated or unknown positions)."""
+    pos = np.asarray(cine.slice_positions_mm, float)
+    order = [slices[i] for i in np.argsort(pos[slices])]
+    d = np.diff(pos[order])
+    if len(order) < 2 or not np.all(np.isfinite(d)) or d.min() <= 0:
+        return None
+    return dict(zip(order, slice_slabs_mm(pos[order])))
+
+
+def heart_phase(cine, per_slice, slices, mid, warnings):
+    """One ED and one ES for the heart (docs/indices.md, "Phase").
+
+    Several slices: the frames of largest and smallest LV cavity volume, summed (area x slab) over
+    the quantified slices that hold an LV cavity in every frame.  A slice that has the cavity in
+    some frames only (the valve plane or the apex moving through it, or frames where the
+    segmentation lost the LV) adds or removes a whole slab between frames, a step in the curve
+    that is not ejection; it stays in the volumes.  When no slice has the cavity in every frame:
+    the volume of all quantified slices, over the frames where it is known (a frame with a gap
+    inside the stack cannot be ED or ES).  When fewer than two frames have a volume, or a single
+    slice is quantified: that slice's (the mid slice's) own cavity area curve.
+
+    Returns dict(ed, es, curve (T,) mL or mm^2, unit, slices (those summed), source (text))."""
+    T = cine.n_frames
+    cav = {z: np.asarray(per_slice[z].cavity_area, float) for z in slices}
+    if len(slices) > 1:
+        slabs = _slabs_of(cine, slices) or {z: 1.0 for z in slices}
+        whole = [z for z in slices if np.all(np.isfinite(cav[z]) & (cav[z] > 0))]
+        if whole:
+            curve = sum(cav[z] * slabs[z] for z in whole) / 1000.0
+            ed, es = ed_es_frames(curve)
+            left = [z for z in slices if z not in whole and np.isfinite(cav[z]).any()]
+            return dict(ed=ed, es=es, curve=curve, unit="mL", slices=whole,
+                        source=f"LV cavity volume of the {len(whole)} quantified slice(s) with an LV cavity in "
+                               "every frame" + (f" (left out: {', '.join(map(str, left))})" if left else ""))
+        pos = np.asarray(cine.slice_positions_mm, float)
+        order = sorted(slices, key=lambda z: pos[z])
+        curve = _stack_sum(np.array([cav[z] for z in order]), [slabs[z] for z in order]) / 1000.0
+        known = np.isfinite(curve)
+        if known.sum() >= 2:
+            ed, es = ed_es_frames(curve)
+            warnings.append("no quantified slice has an LV cavity in every frame: ED/ES from the LV volume of "
+                            f"the {int(known.sum())} of {T} frames where it is known")
+            return dict(ed=ed, es=es, curve=curve, unit="mL", slices=list(order),
+                        source="LV cavity volume of all quantified slices, frames where it is known")
+        warnings.append("the LV cavity volume is known in fewer than 2 frames: ED/ES from the cavity area "
+                        f"of slice {mid}")
+    idx = per_slice[mid]
+    return dict(ed=int(idx.ed), es=int(idx.es), curve=np.asarray(idx.cavity_area, float), unit="mm2",
+                slices=[mid], source=f"LV cavity area of slice {mid}")
+
+
+def stack_volumes(cine, per_slice, labels, slices, warnings, ed=None, es=None):
+    """LV volumes by summation of discs when the whole stack was quantified (no base/apex correction).
+
+    ed, es: the study's ED and ES frames (`heart_phase`); EDV and ESV are the volumes there.  None:
+    the frames of largest and smallest volume."""
     if len(slices) < 3 or len(slices) != cine.n_slices:
         return {}
     pos = np.asarray(cine.slice_positions_mm, float)
@@ -84,10 +140,17 @@ def stack_volumes(cine, per_slice, labels, slices, warnings):
         return {}
     if not known.all():
         warnings.append(f"LV volume not computed for frame(s) {', '.join(map(str, np.flatnonzero(~known)))}: "
-                        "a slice inside the stack has no LV cavity there; ED/ES and EF use the other frames")
-    ed, es = ed_es_frames(cav)
+                        "a slice inside the stack has no LV cavity there (EDV/ESV and EF are not given if that is the heart's ED or ES)")
+    if ed is None or es is None or ed < 0 or es < 0:
+        ed, es = ed_es_frames(cav)
     edv, esv = float(cav[ed]), float(cav[es])
+    if not (np.isfinite(edv) and np.isfinite(esv)):
+        warnings.append(f"the LV volume is not known at the study's ED (frame {ed}) or ES (frame {es}): "
+                        "EDV/ESV/SV/EF not computed")
     mass = float(myo[ed]) * MYOCARDIUM_DENSITY_G_PER_ML if np.isfinite(myo[ed]) else None
+
+    def rounded(v, nd=1):
+        return round(float(v), nd) if v is not None and np.isfinite(v) else None
 
     def listed(x):
         return [round(float(v), 2) if np.isfinite(v) else None for v in x]
@@ -95,12 +158,12 @@ def stack_volumes(cine, per_slice, labels, slices, warnings):
     return {"slice_spacing_mm": round(spacing, 3),
             "slice_slab_mm": [round(float(slab_of[z]), 3) for z in range(cine.n_slices)],
             "cavity_volume_ml": listed(cav),
-            "myocardium_volume_ml": listed(myo), "ed_frame": ed, "es_frame": es,
-            "edv_ml": round(edv, 1), "esv_ml": round(esv, 1), "sv_ml": round(edv - esv, 1),
-            "ef_percent": round(100.0 * (edv - esv) / edv, 1) if edv > 0 else None,
+            "myocardium_volume_ml": listed(myo), "ed_frame": int(ed), "es_frame": int(es),
+            "edv_ml": rounded(edv), "esv_ml": rounded(esv), "sv_ml": rounded(edv - esv),
+            "ef_percent": rounded(100.0 * (edv - esv) / edv) if np.isfinite(edv) and edv > 0 else None,
             "lv_mass_ed_g": round(mass, 1) if mass is not None else None,
             "note": "summation of discs over the short-axis stack: each slice's area x its slab (half the "
                     "centre-to-centre distance to each neighbour; slice thickness is not used), no base/apex "
-                    "correction; mass = myocardial volume at ED (apical slices of solid myocardium included) "
+                    "correction; EDV/ESV at the study's ED/ES (summary.json 'phase_curve'); mass = myocardial volume at ED (apical slices of solid myocardium included) "
                     f"x {MYOCARDIUM_DENSITY_G_PER_ML} g/mL; null where a slice inside the stack has no LV "
                     "cavity (or myocardium) in that frame"}

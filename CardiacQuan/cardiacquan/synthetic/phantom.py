@@ -203,7 +203,9 @@ def _truth_indices(sl, m, septum_deg, mirrored):
     k = _NQ // 6
     dims = (re[: _NQ // 2] + re[_NQ // 2:]).reshape(3, k).mean(axis=1)
     rwt = (rp - re).reshape(6, k).mean(axis=1)[[3, 4, 5, 0, 1, 2]]
-    return dims, rwt
+    # the four 90-degree apical AHA sectors (lateral 315-45, anterior, septal, inferior) -> A, S, I, L
+    quad = np.roll(rp - re, _NQ // 8).reshape(4, _NQ // 4).mean(axis=1)[[1, 2, 3, 0]]
+    return dims, rwt, quad
 
 
 # -- image ---------------------------------------------------------------------------------
@@ -275,7 +277,9 @@ def make_phantom(seed=0, n_frames=20, n_slices=1, size=(256, 256), spacing=None,
     missing on the most apical slice when there are 4 or more.
 
     truth: cavity_area, myocardium_area (T, Z) mm^2; dims (T, Z, 3), rwt (T, Z, 6) mm;
-    septum_angle_deg, mirrored (T, Z) (the sector convention the values are in); phase (T, Z);
+    septum_angle_deg, mirrored (T, Z) (the sector convention the values are in); wall_quadrants
+    (T, Z, 4) mean wall thickness in the 90-degree apical AHA sectors anterior, septal, inferior,
+    lateral (segments 13-16); phase (T, Z);
     ed, es, has_rv, orientation_source (Z,); area_curve (T,) cavity area / ED area;
     lv_centre_rc (row, col) pixel position of the LV centre on every slice.
     """
@@ -354,6 +358,7 @@ def make_phantom(seed=0, n_frames=20, n_slices=1, size=(256, 256), spacing=None,
     truth = {k: np.zeros((T, Z) + s) for k, s in (("cavity_area", ()), ("myocardium_area", ()),
                                                    ("dims", (3,)), ("rwt", (6,)), ("septum_angle_deg", ()))}
     truth["mirrored"] = np.zeros((T, Z), bool)
+    truth["wall_quadrants"] = np.zeros((T, Z, 4))
     sigma_n = noise * _INTENSITY["blood"]
     for z in range(Z):
         static = _static_tissue(xs, ys, zeta[z]).mean(axis=0)
@@ -384,7 +389,8 @@ def make_phantom(seed=0, n_frames=20, n_slices=1, size=(256, 256), spacing=None,
             mir = _doc_orientation(direction, phi)
             if sl.rv is not None and mir != mirrored:        # construction and rule must agree
                 raise AssertionError("phantom orientation inconsistent with the document's rule")
-            dims, rwt = _truth_indices(sl, m, phi, mir)
+            dims, rwt, quad = _truth_indices(sl, m, phi, mir)
+            truth["wall_quadrants"][t, z] = quad
             truth["cavity_area"][t, z] = np.pi * sl.a * sl.b
             truth["myocardium_area"][t, z] = sl.myo_area
             truth["dims"][t, z], truth["rwt"][t, z] = dims, rwt
