@@ -28,9 +28,6 @@ from cardiacquan.contract import (
     SUMMARY_JSON,
     save_results_npz,
 )
-from cardiacquan.io.bullseye import write_bullseye
-from cardiacquan.io.dicom_seg import write_dicom_seg
-from cardiacquan.io.figures import write_figures
 from cardiacquan.io.output_paths import prepare_output_dir, staged_output_dir
 from cardiacquan.io.regional import phase_curve_dict, segments_dict, write_segments_csv
 from cardiacquan.io.report import write_report
@@ -118,6 +115,24 @@ def summary_dict(result, input_path=None):
         "software_version": __version__, "model": model_info() if result.segmented_by == "network" else {},
         "python": platform.python_version(),
     }
+
+
+def write_figures(result, stage):
+    """The PNG figures (io/figures.py); matplotlib and scikit-image are imported only when figures are made."""
+    from cardiacquan.io.figures import write_figures as write   # optional: matplotlib, scikit-image
+    return write(result, stage)
+
+
+def write_bullseye(result, path):
+    """The AHA bull's-eye PNG (io/bullseye.py); matplotlib is imported only when figures are made."""
+    from cardiacquan.io.bullseye import write_bullseye as write   # optional: matplotlib
+    return write(result, path)
+
+
+def write_dicom_seg(result, path):
+    """The DICOM Segmentation (io/dicom_seg.py); highdicom is imported only for --dicom-seg."""
+    from cardiacquan.io.dicom_seg import write_dicom_seg as write   # optional: highdicom
+    return write(result, path)
 
 
 def write_outputs(result, outdir, input_path=None, figures=True, dicom_seg=False):

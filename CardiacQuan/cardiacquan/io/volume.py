@@ -21,7 +21,6 @@ import os
 import tempfile
 import warnings as _warnings
 
-import nrrd
 import numpy as np
 import SimpleITK as sitk
 
@@ -74,6 +73,7 @@ def _nrrd_list_axis(path):
     if not path.lower().endswith((".nrrd", ".nhdr")):
         return None
     try:
+        import nrrd   # optional (pynrrd): only .nrrd / .seq.nrrd files need it
         hdr = nrrd.read_header(path)
     except Exception as e:
         raise CardiacQuanError(f"cannot read {path} as NRRD: {e}".splitlines()[0])
@@ -164,6 +164,7 @@ def read_sequence_nrrd(path) -> Cine:
         raise CardiacQuanError(f"no such file: {path}")
     check_complete(path)
     try:
+        import nrrd   # optional (pynrrd): only .nrrd / .seq.nrrd files need it
         data, hdr = nrrd.read(path, index_order="F")
     except Exception as e:
         raise CardiacQuanError(f"cannot read {os.path.basename(path)} as NRRD: {e}".splitlines()[0])
@@ -271,6 +272,7 @@ def _write_seq_nrrd(arr, cine, path, labelmap):
            "axis 0 index type": "numeric",
            "axis 0 index values": " ".join(f"{t:.6g}" for t in cine.times_ms),
            "DataNodeClassName": "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"}
+    import nrrd   # optional (pynrrd): only .nrrd / .seq.nrrd files need it
     nrrd.write(path, data, hdr, index_order="F")
 
 
