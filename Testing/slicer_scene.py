@@ -33,12 +33,20 @@ def slicer_core_available():
     return True, ""
 
 
+class FrameworkMissing(RuntimeError):
+    """Slicer's Python layer (../shared/slicer-python) or slicer-core is not there."""
+
+
 def load_module():
-    """Import CardiacQuan/CardiacQuan.py (the Slicer module file) by path, Slicer's framework stood
-    in first (slicer_stubs: qt, ctk, slicer.ScriptedLoadableModule, slicer.parameterNodeWrapper)."""
+    """Import CardiacQuan/CardiacQuan.py (the Slicer module file) by path, on Slicer's real Python
+    layer over slicer-core with only the compiled GUI stood in (slicer_stubs.install()).
+
+    Raises FrameworkMissing (with the reason) where that layer is absent, e.g. a user's clone."""
     import slicer_stubs
 
-    slicer_stubs.install()
+    ok, reason = slicer_stubs.install()
+    if not ok:
+        raise FrameworkMissing(reason)
     if "CardiacQuan" in sys.modules and getattr(sys.modules["CardiacQuan"], "__file__", None) == MODULE_FILE:
         return sys.modules["CardiacQuan"]
     spec = importlib.util.spec_from_file_location("CardiacQuan", MODULE_FILE)
@@ -362,8 +370,9 @@ def segment_array(segNode, segmentId, shapeZRC, ijk_to_ras):
 # file names, columns and the protocol come from cardiacquan.contract)
 # --------------------------------------------------------------------------------------
 FAKE_ENGINE_MAIN = textwrap.dedent('''
-    """Stand-in engine for tests: numpy only. Mode from $CQFAKE_MODE: ok, error, hang, badresults."""
-    import argparse, csv, json, os, subprocess, sys, time
+    """Stand-in engine for tests: numpy only. Mode from $CQFAKE_MODE: ok, error, hang, badresults;
+    $CQFAKE_IGNORE_TERM: the hanging engine ignores SIGTERM (only SIGKILL ends it)."""
+    import argparse, csv, json, os, signal, subprocess, sys, time
     import numpy as np
     from cardiacquan import contract
 
@@ -388,6 +397,8 @@ FAKE_ENGINE_MAIN = textwrap.dedent('''
             print(contract.error_line("the network found no left ventricle in slice 2"), file=sys.stderr, flush=True)
             sys.exit(3)
         if mode == "hang":
+            if os.environ.get("CQFAKE_IGNORE_TERM"):
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
             with open(os.path.join(os.environ["CQFAKE_PIDDIR"], "child.pid"), "w") as f:
                 f.write(str(child.pid))

@@ -1,6 +1,6 @@
 """Running the engine (``python -m cardiacquan quantify``) in a child process, and the job around it.
 
-The engine needs TensorFlow and runs for minutes: in its own process Slicer stays responsive, a
+The engine runs a network on every frame for up to minutes: in its own process Slicer stays responsive, a
 crash cannot take Slicer down, and Cancel can end the whole process tree.  The two sides exchange
 files in a temporary folder (formats and the stderr progress protocol: ``cardiacquan.contract``).
 A QuantifyJob is polled from the GUI timer or waited on from scripts; when the engine succeeds it
@@ -37,7 +37,15 @@ OUTPUT_FOLDER = "out"
 
 
 class EngineProcess:
-    """One engine run in a child process: streams stderr progress lines, can kill its process tree."""
+    """One engine run in a child process: streams stderr progress lines, can kill its process tree.
+
+    Nothing here blocks unless asked to (cancel(wait=True)): the GUI polls finished() from a timer.
+    """
+
+    #: seconds between asking the engine to stop (SIGTERM) and killing its process tree
+    GRACE_SECONDS = 3.0
+    #: seconds the pipe readers get after the engine exited
+    READER_GRACE_SECONDS = 5.0
 
     def __init__(self, command, env=None, cwd=None):
         self.command = list(command)
@@ -50,6 +58,8 @@ class EngineProcess:
         self.stderrTail = []
         self._queue = queue.Queue()
         self._threads = []
+        self._cancelTime = None
+        self._exitTime = None
 
     def start(self):
         kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -96,37 +106,63 @@ class EngineProcess:
             out.append((name, line))
 
     def finished(self):
+        """True once the engine has exited and its output is read. Never waits: the GUI timer calls it.
+
+        After a cancel, a process still there GRACE_SECONDS later is killed; after the exit, the
+        readers get READER_GRACE_SECONDS to empty the pipes (a straggler that inherited them may
+        keep them open)."""
         if self.proc is None:
             return False
         if self.returncode is None:
             rc = self.proc.poll()
+            now = time.monotonic()
             if rc is None:
+                if self.cancelled and now - self._cancelTime > self.GRACE_SECONDS:
+                    self._terminate(force=True)
                 return False
-            for t in self._threads:  # let the readers empty the pipes
-                t.join(timeout=5)
+            if self._exitTime is None:
+                self._exitTime = now
+                if self.cancelled:
+                    self._killGroup(signal.SIGKILL if os.name != "nt" else None)  # stragglers of the leader
+            if any(t.is_alive() for t in self._threads) and now - self._exitTime < self.READER_GRACE_SECONDS:
+                return False
             self.returncode = rc
         return True
 
-    def cancel(self):
-        """End the engine and every process it started."""
+    def cancel(self, wait=True, force=False):
+        """End the engine and every process it started.
+
+        wait=False (the GUI thread): ask the engine to stop and return at once; finished() ends it
+        GRACE_SECONDS later if it is still there.  wait=True (scripts): return once it has ended.
+        force: kill at once instead of asking (the module is being unloaded)."""
         self.cancelled = True
-        if self.proc is None or self.proc.poll() is not None:
+        if self._cancelTime is None:
+            self._cancelTime = time.monotonic()
+        if self.proc is None:
+            return
+        if self.proc.poll() is not None:
             self._killGroup(signal.SIGKILL if os.name != "nt" else None)  # stragglers of a finished leader
             return
-        if os.name == "nt":
-            subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.proc.pid)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        else:
-            self._killGroup(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                pass
-            self._killGroup(signal.SIGKILL)
+        self._terminate(force)
+        if not wait:
+            return
+        deadline = time.monotonic() + self.GRACE_SECONDS
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.proc.poll() is None:
+            self._terminate(force=True)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+    def _terminate(self, force=False):
+        """Ask the process tree to stop (SIGTERM), or kill it (force); returns at once."""
+        if os.name == "nt":   # taskkill ends the tree; not waited for
+            subprocess.Popen(["taskkill", "/F", "/T", "/PID", str(self.proc.pid)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+        else:
+            self._killGroup(signal.SIGKILL if force else signal.SIGTERM)
 
     def _killGroup(self, sig):
         if os.name == "nt" or self.proc is None or sig is None:
@@ -227,16 +263,28 @@ class QuantifyJob:
     def done(self):
         return self.state in ("succeeded", "failed", "cancelled")
 
-    def cancel(self):
+    def cancel(self, wait=True, force=False):
+        """Stop the engine; the scene stays as it was.  wait=False returns at once (the GUI: its
+        timer keeps polling until the job is 'cancelled'); wait=True returns when it is."""
         if self.done:
             return
-        self.process.cancel()
-        self.poll()
+        self.process.cancel(wait=wait, force=force)
+        while self.poll() and wait:
+            time.sleep(0.05)
+
+    def fail(self, message):
+        """End the job as failed at once (the GUI, when handling its progress raised): the engine is
+        killed, nothing is imported, and the message is reported once."""
+        if self.done:
+            return
+        self.process.cancel(wait=False, force=True)
+        self.state, self.errorMessage = "failed", message
+        self._finish()
 
     def poll(self):
         """Handle what the engine said since the last call; import the results when it ends.
 
-        Returns True while the job is running.
+        Returns True while the job is running.  Never waits for the engine.
         """
         if self.done:
             return False
@@ -263,24 +311,30 @@ class QuantifyJob:
                     logging.debug("CardiacQuan import failed", exc_info=True)
                     self.state, self.errorMessage = "failed", oneLine(e)
         finally:
-            self.elapsedSeconds = time.time() - self.startTime
-            if self.keepTemporaryFiles:
-                if self.outputs is not None:
-                    self.outputs.outputDirectory = self.outputDirectory
-            else:
-                shutil.rmtree(self.workDir, ignore_errors=True)
+            if not self.done:   # the import raised something unexpected
+                self.state, self.errorMessage = "failed", self.errorMessage or "the results could not be imported"
+            self._finish()
+        return False
+
+    def _finish(self):
+        """Elapsed time, the work folder, the log line and the finished callback: once per job."""
+        self.elapsedSeconds = time.time() - self.startTime
+        if self.keepTemporaryFiles:
+            if self.outputs is not None:
+                self.outputs.outputDirectory = self.outputDirectory
+        else:
+            shutil.rmtree(self.workDir, ignore_errors=True)
         if self.state != "succeeded":
             logging.warning("CardiacQuan: %s", self.errorMessage)
         if self.finishedCallback:
             self.finishedCallback(self)
-        return False
 
     def wait(self, timeout=None):
         """Block until the job ends (keeps Slicer's GUI responsive). Returns self."""
         deadline = None if timeout is None else time.time() + timeout
         while self.poll():
             if deadline is not None and time.time() > deadline:
-                self.cancel()
+                self.cancel(wait=True)
                 break
             processEvents()
             time.sleep(0.05)
