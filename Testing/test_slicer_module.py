@@ -191,6 +191,11 @@ def test_extension_cmake_and_s4ext_are_consistent():
                    "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
         assert needle in root
     cm = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', root))
+    # licence and readme of the package: this repository's, set before UseSlicer would default them to Slicer's
+    for var, name in (("EXTENSION_LICENSE_FILE", "LICENSE"), ("EXTENSION_README_FILE", "README.md")):
+        m = re.search(rf"set\({var}\s+\$\{{CMAKE_CURRENT_SOURCE_DIR\}}/([^)\s]+)\)", root)
+        assert m and m.group(1) == name and os.path.isfile(os.path.join(ss.REPO, name)), var
+        assert root.index(m.group(0)) < root.index("include(${Slicer_USE_FILE})"), var
     kv = {}
     for line in s4ext.splitlines():
         if line.strip() and not line.startswith("#"):
