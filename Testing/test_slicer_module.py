@@ -195,7 +195,7 @@ def test_extension_cmake_and_s4ext_are_consistent():
     for var, name in (("EXTENSION_LICENSE_FILE", "LICENSE"), ("EXTENSION_README_FILE", "README.md")):
         m = re.search(rf"set\({var}\s+\$\{{CMAKE_CURRENT_SOURCE_DIR\}}/([^)\s]+)\)", root)
         assert m and m.group(1) == name and os.path.isfile(os.path.join(ss.REPO, name)), var
-        assert root.index(m.group(0)) < root.index("include(${Slicer_USE_FILE})"), var
+        assert root.index(m.group(0)) < root.index("\ninclude(${Slicer_USE_FILE})"), var
     kv = {}
     for line in s4ext.splitlines():
         if line.strip() and not line.startswith("#"):
