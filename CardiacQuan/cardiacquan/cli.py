@@ -19,6 +19,7 @@ import numpy as np
 from cardiacquan import CardiacQuanError, __version__
 from cardiacquan.cli_args import CQArgumentParser
 from cardiacquan.contract import (
+    BULLSEYE_PNG,
     DICOM_SEG_FILE,
     FIGURE_FILES,
     INDEX_COLUMNS,
@@ -85,7 +86,7 @@ def cmd_quantify(args):
                       use_quan_net=not args.geometry_only, backend=args.backend,
                       precision=args.precision)
     out = write_outputs(result, args.output, input_path=args.input, figures=not args.no_figures,
-                        dicom_seg=dicom_seg)
+                        dicom_seg=dicom_seg, bullseye=True if args.bullseye else None)
     _log(f"ED frame {result.ed_frame}, ES frame {result.es_frame}; mid-ventricular slice {result.mid_slice}")
     for w in dict.fromkeys(result.warnings):
         _log(f"warning: {w}")
@@ -116,7 +117,8 @@ def cmd_demo(args):
          f"{ph.cine.spacing[0]:.2f} mm pixels) -> {src}")
     ns = argparse.Namespace(input=str(src), output=str(out), labels=None, slices="all",
                             third_axis_is_time=False, series=None, no_network=False, geometry_only=False,
-                            no_figures=False, dicom_seg=False, backend=args.backend, precision=args.precision)
+                            no_figures=False, bullseye=False, dicom_seg=False, backend=args.backend,
+                            precision=args.precision)
     rc = cmd_quantify(ns)
     _compare_with_truth(ph, out)
     return rc
@@ -173,6 +175,8 @@ def build_parser():
                    help="final values from the geometry of the masks only (no spatio-temporal network)")
     q.add_argument("--no-network", action="store_true", help="refuse to run the segmentation network")
     q.add_argument("--no-figures", action="store_true", help="no pictures and no report.html")
+    q.add_argument("--bullseye", action="store_true",
+                   help=f"write {BULLSEYE_PNG} also with --no-figures (the Slicer module shows it)")
     q.add_argument("--dicom-seg", action="store_true",
                    help=f"also write {DICOM_SEG_FILE}: a DICOM Segmentation (LV cavity, LV myocardium, RV; every "
                         "frame referencing its source image) for a PACS; DICOM input only")
