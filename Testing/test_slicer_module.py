@@ -1268,7 +1268,8 @@ def test_screenshot_script_renders_a_real_scene(tmp_path, module):
 
     out = tmp_path / "shot.png"
     script = os.path.join(ss.REPO, "scripts", "render_screenshot.py")
-    r = subprocess.run([sys.executable, script, "-o", str(out)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, script, "--phantom", "-o", str(out)], capture_output=True, text=True,
+                       timeout=600)
     if r.returncode != 0 and re.search(r"OpenGL|GLX|EGL|OSMesa|display", r.stderr, re.I) and not out.exists():
         pytest.skip("no offscreen OpenGL here: " + r.stderr.strip().splitlines()[-1])
     assert r.returncode == 0, r.stderr[-2000:]

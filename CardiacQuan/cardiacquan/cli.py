@@ -9,6 +9,7 @@ import argparse
 import csv
 import importlib
 import importlib.util
+import json
 import sys
 import time
 import warnings
@@ -25,7 +26,9 @@ from cardiacquan.contract import (
     INDEX_COLUMNS,
     INDICES_CSV,
     REPORT_HTML,
+    SAMPLE_CINE,
     SEGMENTATION_FILE,
+    SEGMENTS_CSV,
     SUMMARY_JSON,
     ExchangeError,
     error_line,
@@ -107,21 +110,51 @@ def cmd_segment(args):
     return 0
 
 
+def sample_cine_path() -> Path:
+    """The sample cine shipped with the module (contract.SAMPLE_CINE, beside this package)."""
+    return Path(__file__).resolve().parent.parent.joinpath(*SAMPLE_CINE)
+
+
 def cmd_demo(args):
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    ph = make_phantom(seed=args.seed, n_frames=20, n_slices=args.slices_count)
-    src = out / "phantom_cine.nii.gz"
-    write_cine(ph.cine, str(src))
-    _log(f"generated a phantom cine ({ph.cine.n_frames} frames x {ph.cine.n_slices} slices, "
-         f"{ph.cine.spacing[0]:.2f} mm pixels) -> {src}")
+    if args.phantom:
+        ph = make_phantom(seed=args.seed, n_frames=20, n_slices=args.slices_count)
+        src = out / "phantom_cine.nii.gz"
+        write_cine(ph.cine, str(src))
+        _log(f"generated a phantom cine ({ph.cine.n_frames} frames x {ph.cine.n_slices} slices, "
+             f"{ph.cine.spacing[0]:.2f} mm pixels) -> {src}")
+    else:
+        ph, src = None, sample_cine_path()
+        if not src.is_file():
+            raise CardiacQuanError(f"the sample cine {src} is missing (a pip install without the module's "
+                                   "Resources/): run `cardiacquan demo --phantom`")
+        _log(f"sample cine: {src} (Sunnybrook Cardiac Data, patient SC-HF-I-1, CC0; Radau et al., MIDAS Journal "
+             "2009): a real short-axis cine, whole stack, all frames")
     ns = argparse.Namespace(input=str(src), output=str(out), labels=None, slices="all",
                             third_axis_is_time=False, series=None, no_network=False, geometry_only=False,
                             no_figures=False, bullseye=False, dicom_seg=False, backend=args.backend,
                             precision=args.precision)
     rc = cmd_quantify(ns)
-    _compare_with_truth(ph, out)
+    if ph is not None:
+        _compare_with_truth(ph, out)
+    else:
+        _print_study(out)
     return rc
+
+
+def _print_study(out):
+    """The study's result in a few lines: ED/ES, volumes and EF, the outputs."""
+    with open(out / SUMMARY_JSON) as f:
+        summary = json.load(f)
+    vol = summary.get("volumes") or {}
+    print(f"Study: ED frame {summary.get('ed_frame')}, ES frame {summary.get('es_frame')}; "
+          + (f"EDV {vol['edv_ml']:.0f} mL, ESV {vol['esv_ml']:.0f} mL, EF {vol['ef_percent']:.0f} %, "
+             f"LV mass {vol['lv_mass_ed_g']:.0f} g"
+             if all(vol.get(k) is not None for k in ("edv_ml", "esv_ml", "ef_percent", "lv_mass_ed_g"))
+             else "volumes not available"))
+    print(f"Results: {out}/{INDICES_CSV}, {SEGMENTS_CSV}, {SUMMARY_JSON}, {SEGMENTATION_FILE}, "
+          f"{', '.join(FIGURE_FILES)}, {REPORT_HTML} (open it in a browser)")
 
 
 def _compare_with_truth(ph, out):
@@ -191,9 +224,12 @@ def build_parser():
     _add_backend(s)
     s.set_defaults(func=cmd_segment)
 
-    d = sub.add_parser("demo", help="generate a phantom cine and quantify it (no data needed)")
+    d = sub.add_parser("demo", help="quantify the bundled sample cine (real MRI), or a generated phantom with "
+                                    "exact truth (--phantom)")
     d.add_argument("-o", "--output", default="demo_output")
-    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--phantom", action="store_true",
+                   help="a generated phantom cine instead of the sample, compared with its exact truth")
+    d.add_argument("--seed", type=int, default=7, help="phantom only")
     d.add_argument("--slices-count", type=int, default=1, help="slices of the phantom (1 = 2-D+t)")
     _add_backend(d)
     d.set_defaults(func=cmd_demo)
