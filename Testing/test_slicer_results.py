@@ -364,7 +364,7 @@ def test_module_registers_the_sample_cine_with_sample_data_at_startup(module, mo
 def test_sample_cine_is_a_real_short_axis_cine_with_geometry_and_times():
     from cardiacquan.io.files import read_cine
 
-    path = os.path.join(ss.MODULE_DIR, *contract.SAMPLE_CINE)
+    path = os.path.join(ss.MODULE_DIR, "Resources", *contract.SAMPLE_CINE)
     assert os.path.getsize(path) < 5.5e6
     cine = read_cine(path)
     assert cine.image.shape == (20, 12, 144, 144)
@@ -390,8 +390,9 @@ def test_sample_cine_is_a_real_short_axis_cine_with_geometry_and_times():
 
 def test_demo_runs_the_sample_by_default_and_the_phantom_on_request():
     from cardiacquan import cli
+    from cardiacquan.models import sample_cine_path
 
-    assert cli.sample_cine_path().is_file()
+    assert sample_cine_path().is_file()
     args = cli.build_parser().parse_args(["demo", "-o", "x"])
     assert args.phantom is False and args.func is cli.cmd_demo
     assert cli.build_parser().parse_args(["demo", "--phantom", "--slices-count", "3"]).phantom is True

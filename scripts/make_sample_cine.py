@@ -77,7 +77,7 @@ def main(argv=None):
     ap.add_argument("--dicom", default=DICOM_DIR)
     ap.add_argument("--contours", default=CONTOUR_DIR)
     ap.add_argument("--size", type=int, default=144, help="side of the square crop, pixels")
-    ap.add_argument("-o", "--output", default=os.path.join(REPO, "CardiacQuan", *SAMPLE_CINE))
+    ap.add_argument("-o", "--output", default=os.path.join(REPO, "CardiacQuan", "Resources", *SAMPLE_CINE))
     ap.add_argument("--thumbnail", default=os.path.join(REPO, "CardiacQuan", "Resources", "Icons", "SampleCine.png"),
                     help="the Sample Data module's thumbnail (the mid slice at the first frame); '' for none")
     a = ap.parse_args(argv)

@@ -91,7 +91,7 @@ def sample_cine():
     from cardiacquan.contract import SAMPLE_CINE
     from cardiacquan.io.files import read_cine
 
-    cine = read_cine(os.path.join(REPO, "CardiacQuan", *SAMPLE_CINE))
+    cine = read_cine(os.path.join(REPO, "CardiacQuan", "Resources", *SAMPLE_CINE))
     ijk = ss.ijk_to_ras_from_geometry(cine.spacing, cine.origins, cine.direction)
     return (cine.image, None, ijk, cine.times_ms,
             "Sunnybrook Cardiac Data SC-HF-I-1 (CC0, Radau et al. 2009)")

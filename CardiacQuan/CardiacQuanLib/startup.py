@@ -37,7 +37,7 @@ def terminologyPath():
 
 
 def sampleCinePath():
-    return os.path.join(MODULE_DIR, *SAMPLE_CINE)
+    return os.path.join(MODULE_DIR, "Resources", *SAMPLE_CINE)
 
 
 def sha256(path):

@@ -26,7 +26,6 @@ from cardiacquan.contract import (
     INDEX_COLUMNS,
     INDICES_CSV,
     REPORT_HTML,
-    SAMPLE_CINE,
     SEGMENTATION_FILE,
     SEGMENTS_CSV,
     SUMMARY_JSON,
@@ -38,7 +37,14 @@ from cardiacquan.io.files import read_cine, write_cine, write_labels
 from cardiacquan.io.files import read_labels_any as read_labels
 from cardiacquan.io.output_paths import prepare_output_dir, prepare_output_file
 from cardiacquan.io.results import write_outputs
-from cardiacquan.models import BACKEND_VARIABLE, BACKENDS, PRECISION_VARIABLE, PRECISIONS, load_seg_model
+from cardiacquan.models import (
+    BACKEND_VARIABLE,
+    BACKENDS,
+    PRECISION_VARIABLE,
+    PRECISIONS,
+    load_seg_model,
+    sample_cine_path,
+)
 from cardiacquan.pipeline import quantify
 from cardiacquan.segmentation.inference import segment_cine
 from cardiacquan.synthetic.phantom import make_phantom
@@ -108,11 +114,6 @@ def cmd_segment(args):
         _log(f"warning: {w}")
     _log(f"wrote {args.output}")
     return 0
-
-
-def sample_cine_path() -> Path:
-    """The sample cine shipped with the module (contract.SAMPLE_CINE, beside this package)."""
-    return Path(__file__).resolve().parent.parent.joinpath(*SAMPLE_CINE)
 
 
 def cmd_demo(args):
