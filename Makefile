@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh clone (see README):
-#   make demo   - set up .venv and quantify a generated phantom cine (outputs in demo_output/)
+#   make demo   - set up .venv and quantify the sample cine, real MRI (outputs in demo_output/)
 #   make test   - set up .venv with the test tools and run the whole test suite
 PYTHON ?= python3
 VENV := .venv

@@ -44,18 +44,20 @@ if MODULE_DIR not in sys.path:  # Slicer puts it there; a script loading this fi
 
 from cardiacquan.contract import LV_CAVITY, MYOCARDIUM, RV, ExchangeError, checked_labels  # noqa: E402
 
-from CardiacQuanLib import output_registry, results_import, scene_input  # noqa: E402
+from CardiacQuanLib import cine_sync, output_registry, results_import, scene_input, startup  # noqa: E402
 from CardiacQuanLib.application import (  # noqa: E402
     applicationLogic,
     inSlicerApplication,
     moduleLogic,
     showBrowserInToolbar,
+    whenStartupCompleted,
 )
 from CardiacQuanLib.engine_process import ENGINE_MODULE, QuantifyJob, startEngine  # noqa: E402
 from CardiacQuanLib.errors import CardiacQuanRunError, oneLine  # noqa: E402
 from CardiacQuanLib.indices_table import ATTRIBUTE_ED_FRAME, ATTRIBUTE_ES_FRAME, resultsSummary  # noqa: E402
 from CardiacQuanLib.mrml_arrays import floatImageData  # noqa: E402
 from CardiacQuanLib.output_registry import CardiacQuanOutputs, allNodes  # noqa: E402
+from CardiacQuanLib.regional_import import ENGINE_ARGUMENTS  # noqa: E402
 from CardiacQuanLib.requirements import installRequirements, missingRequirements  # noqa: E402
 from CardiacQuanLib.scene_input import CineInput  # noqa: E402
 from CardiacQuanLib.segment_definitions import SECTOR_SEGMENTS, TISSUE_SEGMENTS  # noqa: E402,F401  (public)
@@ -78,6 +80,8 @@ class CardiacQuan(ScriptedLoadableModule):
         self.parent.contributors = ["CardiacQuan developers"]
         self.parent.helpText = HELP_TEXT
         self.parent.acknowledgementText = ACKNOWLEDGEMENT_TEXT
+        # the extension's terminology and its sample cine (Sample Data module, category Cardiac)
+        whenStartupCompleted(lambda: startup.onStartupCompleted(moduleLogic(applicationLogic(), "Terminologies")))
 
 
 HELP_TEXT = """
@@ -104,8 +108,14 @@ phase (1 systole, 0 diastole); septum direction; time (ms); slice position (mm).
 largest cavity) and end-systole (ES, smallest cavity) frames are stored as table attributes
 (CardiacQuan.EDFrame, CardiacQuan.ESFrame, CardiacQuan.MidSlice).</li>
 <li><b>Area curves</b> plot: cavity and myocardium area over time for the plotted slice, systole
-(ED to ES) highlighted, ED and ES marked.</li>
+(ED to ES) highlighted, ED and ES marked, and the frame the cine shows (it follows the cine while
+you play or scrub it; so does the table's selected row). <b>Go to ED</b> / <b>Go to ES</b> set the cine there.</li>
+<li><b>AHA segments</b> table (a stack of slices): wall thickness at ED and ES and systolic thickening
+in the 16 AHA segments, and the <b>bull's-eye</b> picture of them.</li>
 </ul>
+<p><b>Show results</b> opens a layout with the cine beside the chart, the tables and the bull's-eye.
+Sample data: <i>Sample Data</i> module, category Cardiac, "CardiacQuan short-axis cine" (Sunnybrook
+Cardiac Data, public domain).</p>
 <p>From the Python console: <code>logic = slicer.util.getModuleLogic("CardiacQuan")</code>, then
 <code>logic.quantify(cineNode)</code> or <code>logic.requantify(cineNode)</code>.</p>
 """
@@ -174,6 +184,8 @@ class CardiacQuanWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.quantifyButton.connect("clicked(bool)", self.onQuantifyButton)
         self.ui.requantifyButton.connect("clicked(bool)", self.onRequantifyButton)
         self.ui.showResultsButton.connect("clicked(bool)", self.onShowResultsButton)
+        self.ui.goToEDButton.connect("clicked(bool)", lambda: self.onGoToFrame("ED"))
+        self.ui.goToESButton.connect("clicked(bool)", lambda: self.onGoToFrame("ES"))
         self.ui.installRequirementsButton.connect("clicked(bool)", self.onInstallRequirementsButton)
         self.ui.progressBar.hide()
 
@@ -254,6 +266,9 @@ class CardiacQuanWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.summaryLabel.text = (f"{inputNode.GetName()}: " + self.logic.resultsSummary(table) if table else
                                      "No results yet for this cine." if inputNode else "No results yet.")
         self.ui.showResultsButton.enabled = table is not None
+        self.ui.goToEDButton.enabled = self.ui.goToESButton.enabled = table is not None and not running
+        if table is not None:
+            self.logic.followResults(outputs)   # chart marker and table row follow the cine
 
     # -- actions -----------------------------------------------------------------
     def onQuantifyButton(self):
@@ -338,6 +353,11 @@ class CardiacQuanWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if inputNode:
             self.logic.showResults(self.logic.findOutputs(inputNode))
 
+    def onGoToFrame(self, which):
+        inputNode = self._parameterNode.inputCine
+        if inputNode:
+            self.logic.goToFrame(inputNode, which)
+
     def onInstallRequirementsButton(self):
         self._ensureRequirements(network=True, askFirst=False, reportSatisfied=True)
 
@@ -398,6 +418,7 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
         self.enginePythonPaths = [MODULE_DIR]  # the folder holding cardiacquan/
         self.engineExtraArguments = []
         self.temporaryDirectory = None         # None: Slicer's temporary folder, or the system one
+        self._followers = {}                   # browser ID -> cine_sync.ResultsFollower
 
     # -- scene access ------------------------------------------------------------------
     @property
@@ -511,7 +532,7 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
                     "logic.installRequirements())")
         workDir, process = startEngine(cine, slicesArg, labels, python=self.pythonExecutable,
                                        engineModule=self.engineModule, pythonPaths=self.enginePythonPaths,
-                                       extraArguments=self.engineExtraArguments,
+                                       extraArguments=[*ENGINE_ARGUMENTS, *self.engineExtraArguments],
                                        temporaryDirectory=self.temporaryDirectory)
         return QuantifyJob(cine, slicesArg, workDir, process, labels is not None, keepTemporaryFiles,
                            importResults=self._importResults, progressCallback=progressCallback,
@@ -537,7 +558,13 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
 
     def _importResults(self, job):
         """The outputs of a finished engine run (all or nothing), then shown."""
-        out = results_import.importResults(self.scene, self.moduleLogic("Sequences"), job.cine, job.outputDirectory)
+        startup.ensureTerminologyLoaded(self.moduleLogic("Terminologies"))
+        out = results_import.importResults(self.scene, self.moduleLogic("Sequences"), job.cine, job.outputDirectory,
+                                           labelsGiven=job.labelsGiven)
+        try:
+            self.followResults(out)
+        except Exception:  # following the cine is a convenience, never a failure
+            logging.debug("CardiacQuan: the results do not follow the cine", exc_info=True)
         if job.showResults:
             try:
                 self.showResults(out)
@@ -551,19 +578,39 @@ class CardiacQuanLogic(ScriptedLoadableModuleLogic):
         return output_registry.findOutputs(self.scene, self.moduleLogic("Sequences"), node)
 
     def showResults(self, outputs):
-        """Show the chart in a plot view and the segmentation's browser in the Sequences toolbar."""
+        """The results layout (cine | chart over the indices table, AHA segments table, bull's-eye) with
+        this run's nodes in its views, and the cine's browser in the Sequences toolbar."""
         if outputs is None or outputs.get("chart") is None:
             return
-        plotsLogic = self.moduleLogic("Plots")
-        if plotsLogic is not None and hasattr(plotsLogic, "ShowChartInLayout"):
-            plotsLogic.ShowChartInLayout(outputs.chart)
-        else:
-            appLogic = self.appLogic
-            selection = appLogic.GetSelectionNode() if appLogic is not None else None
-            if selection is not None:
-                selection.SetActivePlotChartID(outputs.chart.GetID())
+        cine_sync.showResultsLayout(self.scene, self.appLogic, outputs)
         if outputs.segmentation is not None:
             showBrowserInToolbar(outputs.browser)
+
+    def followResults(self, outputs):
+        """Keep the chart's current-frame marker and the table's current row on the frame the cine's
+        browser shows (after a run, and for results loaded with a scene). Returns the follower."""
+        if outputs is None or outputs.get("browser") is None or outputs.get("indicesTable") is None:
+            return None
+        browser = outputs.browser
+        follower = self._followers.get(browser.GetID())
+        if follower is not None and follower.alive() and follower.indicesTable is outputs.indicesTable \
+                and follower.curvesTable is outputs.curvesTable:
+            return follower
+        if follower is not None:
+            follower.stop()
+        follower = cine_sync.ResultsFollower(browser, cine_sync.cineSequenceOf(outputs), outputs.curvesTable,
+                                             outputs.indicesTable)
+        self._followers[browser.GetID()] = follower
+        return follower
+
+    def goToFrame(self, node, which):
+        """Show the study's end-diastole (which="ED") or end-systole ("ES") in the cine's browser; the
+        segmentations, chart marker and table row follow. Returns the browser's item number (-1: none)."""
+        outputs = self.findOutputs(node)
+        if outputs.indicesTable is None or outputs.browser is None:
+            raise CardiacQuanRunError(f"'{node.GetName()}' has no CardiacQuan results yet")
+        self.followResults(outputs)
+        return cine_sync.goToFrame(outputs.browser, cine_sync.cineSequenceOf(outputs), outputs.indicesTable, which)
 
     def resultsSummary(self, indicesTable) -> str:
         """A few lines for the GUI: ED/ES frames and the mid slice's indices at ED and ES."""

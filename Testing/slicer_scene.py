@@ -387,6 +387,7 @@ FAKE_ENGINE_MAIN = textwrap.dedent('''
         ap.add_argument("--slices", default="all")
         ap.add_argument("--labels")
         ap.add_argument("--no-figures", action="store_true")
+        ap.add_argument("--bullseye", action="store_true")
         a = ap.parse_args()
         mode = os.environ.get("CQFAKE_MODE", "ok")
         cine = contract.load_cine_npz(a.input)

@@ -1,22 +1,27 @@
 #!/usr/bin/env python
 """Render the README screenshot of the Slicer module from a real MRML scene, offscreen.
 
-    python scripts/render_screenshot.py                 # -> docs/screenshot.png
+    python scripts/render_screenshot.py                 # the sample cine (real MRI) -> docs/screenshot.png
+    python scripts/render_screenshot.py --phantom       # a phantom cine, from its masks (fast; the tests)
     python scripts/render_screenshot.py --icon          # also redraw CardiacQuan/Resources/Icons/CardiacQuan.png
 
-What it does: builds a scene with Slicer's MRML classes and module logics (slicer-core), loads a
-phantom cine as a volume sequence with a browser, runs the module's Logic (the engine runs in its
-own process, as in Slicer), then renders a slice view with Slicer's own slice logic and
-displayable managers (cine + LV segmentation + RWT sectors at end-systole, the cine's slice plane
-in the standard short-axis orientation: seen from the apex, anterior up, RV on the left) and
-draws the plot chart the run created (its MRML chart / series / table nodes) with VTK charts --
-what Slicer's plot view does, without its Qt widget -- side by side, with a colour legend.
-Headless Linux: VTK's EGL render window (Mesa's software renderer works).
+What it does: builds a scene with Slicer's MRML classes and module logics (slicer-core), loads the
+extension's sample cine (Sunnybrook Cardiac Data, CC0; contract.SAMPLE_CINE) as a volume sequence
+with a browser, runs the module's Logic (the engine segments it with the network in its own
+process, as in Slicer), goes to end-systole (Logic.goToFrame, as the "Go to ES" button), then draws
+the module's results layout: a slice view rendered with Slicer's own slice logic and displayable
+managers (cine + LV segmentation + RWT sectors, the cine's slice plane in the standard short-axis
+orientation: seen from the apex, anterior up, RV on the left), the plot chart the run created (its
+MRML chart / series / table nodes, the current-frame marker included) drawn with VTK charts --
+what Slicer's plot view does, without its Qt widget --, the AHA segments table node and the
+bull's-eye volume node, with a colour legend.  Headless Linux: VTK's EGL render window (Mesa's
+software renderer works).
 
 This process never imports TensorFlow: VTK's OpenGL rendering crashes in a process that did.
-The engine runs the given-masks path (no network) unless --network is passed.
+With --phantom the engine runs the given-masks path (no network) unless --network is passed.
 """
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -80,13 +85,30 @@ def draw_icon(path, size=128):
 # --------------------------------------------------------------------------------------
 # the scene
 # --------------------------------------------------------------------------------------
-def build_scene(network=False, n_frames=16, n_slices=5):
+def sample_cine():
+    """(image, labels None, ijk, times, source) of the extension's sample cine."""
+    import slicer_scene as ss
+    from cardiacquan.contract import SAMPLE_CINE
+    from cardiacquan.io.files import read_cine
+
+    cine = read_cine(os.path.join(REPO, "CardiacQuan", "Resources", *SAMPLE_CINE))
+    ijk = ss.ijk_to_ras_from_geometry(cine.spacing, cine.origins, cine.direction)
+    return (cine.image, None, ijk, cine.times_ms,
+            "Sunnybrook Cardiac Data SC-HF-I-1 (CC0, Radau et al. 2009)")
+
+
+def build_scene(network=False, n_frames=16, n_slices=5, phantom=False):
     import slicer_scene as ss
 
     module = ss.load_module()
     S = ss.SlicerScene()
-    image, labels, ijk, times, source = ss.phantom(seed=7, n_frames=n_frames, n_slices=n_slices)
-    proxy, seq, browser = ss.add_cine_sequence(S.scene, image, ijk, times, "Phantom cine")
+    if phantom:
+        image, labels, ijk, times, source = ss.phantom(seed=7, n_frames=n_frames, n_slices=n_slices)
+        name = "Phantom cine"
+    else:
+        image, labels, ijk, times, source = sample_cine()
+        name, network = "Sunnybrook cine", True
+    proxy, seq, browser = ss.add_cine_sequence(S.scene, image, ijk, times, name)
     logic = module.CardiacQuanLogic(scene=S.scene, appLogic=S.appLogic)
     if not ss.real_engine_available():
         fake = ss.write_fake_engine(tempfile.mkdtemp(prefix="cq-fake-engine-"))
@@ -96,7 +118,7 @@ def build_scene(network=False, n_frames=16, n_slices=5):
                          progressCallback=lambda d, t, m: print(f"\r  {m}   ", end="", file=sys.stderr))
     print(file=sys.stderr)
     return S, module, logic, out, dict(proxy=proxy, seq=seq, browser=browser, ijk=ijk, image=image, labels=labels,
-                                       source=source)
+                                       source=source, network=network)
 
 
 # --------------------------------------------------------------------------------------
@@ -221,7 +243,7 @@ def ijk_dims(volume):
     return volume.GetImageData().GetDimensions()
 
 
-def render_chart(chart, size=(720, 560)):
+def render_chart(chart, size=(720, 560), prefix=""):
     """Draw a MRML plot chart (its series and their table columns) with VTK charts; returns RGB array."""
     import slicer
     import vtk
@@ -254,7 +276,8 @@ def render_chart(chart, size=(720, 560)):
         r, g, b = s.GetColor()
         plot.SetColor(int(r * 255), int(g * 255), int(b * 255), 255)
         plot.SetWidth(max(s.GetLineWidth(), 1.0))
-        plot.SetLabel(s.GetName().split(" ", 2)[-1] if s.GetName().startswith("Phantom cine") else s.GetName())
+        name = s.GetName()
+        plot.SetLabel(name[len(prefix):].strip() if prefix and name.startswith(prefix) else name)
         if hasattr(plot, "SetMarkerStyle"):
             plot.SetMarkerStyle(markers.get(s.GetMarkerStyle(), vtk.vtkPlotPoints.CIRCLE))
             plot.SetMarkerSize(s.GetMarkerSize())
@@ -267,23 +290,32 @@ def render_chart(chart, size=(720, 560)):
     return np.ascontiguousarray(vtk_np.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, -1)[::-1, :, :3])
 
 
-def compose(slice_rgb, chart_rgb, title, caption, path, legend=()):
-    """Slice view | chart side by side, a title, a colour legend of the overlays, a caption.
+def compose(slice_rgb, chart_rgb, title, caption, path, legend=(), bottom=()):
+    """The results layout: slice view | chart, under them the bottom pictures (segments table |
+    bull's-eye) side by side, a title, a colour legend of the overlays, a caption.
 
     legend: (name, (r, g, b) in 0..1) pairs, drawn under the two panels."""
     from PIL import Image, ImageDraw, ImageFont
 
     pad = 16
     h = max(slice_rgb.shape[0], chart_rgb.shape[0])
+    hb = max((b.shape[0] for b in bottom), default=0)
     W = slice_rgb.shape[1] + chart_rgb.shape[1] + 3 * pad
     legendRows = (len(legend) + 2) // 3
-    H = h + 2 * pad + 70 + 24 * legendRows
+    top = pad + 40
+    legendTop = top + h + 8
+    bottomTop = legendTop + 24 * legendRows + 8
+    H = bottomTop + hb + (pad if hb else 0) + 40
     canvas = Image.new("RGB", (W, H), (34, 36, 40))
-    canvas.paste(Image.fromarray(slice_rgb), (pad, pad + 40))
-    canvas.paste(Image.fromarray(chart_rgb), (2 * pad + slice_rgb.shape[1], pad + 40))
+    canvas.paste(Image.fromarray(slice_rgb), (pad, top))
+    canvas.paste(Image.fromarray(chart_rgb), (2 * pad + slice_rgb.shape[1], top))
+    x = pad
+    for b in bottom:
+        canvas.paste(Image.fromarray(np.ascontiguousarray(b)), (x, bottomTop))
+        x += b.shape[1] + pad
     d = ImageDraw.Draw(canvas)
     try:
-        font = ImageFont.truetype("DejaVuSans.ttf", 18)
+        font = ImageFont.truetype("DejaVuSans.ttf", 17)
         small = ImageFont.truetype("DejaVuSans.ttf", 14)
     except OSError:
         font = small = ImageFont.load_default()
@@ -291,7 +323,7 @@ def compose(slice_rgb, chart_rgb, title, caption, path, legend=()):
     colW = (W - 2 * pad) // 3
     for i, (name, color) in enumerate(legend):
         x0 = pad + (i % 3) * colW
-        y0 = pad + 40 + h + 8 + 24 * (i // 3)
+        y0 = legendTop + 24 * (i // 3)
         d.rectangle([x0, y0 + 2, x0 + 14, y0 + 16], fill=tuple(int(round(255 * c)) for c in color))
         d.text((x0 + 22, y0), name, fill=(225, 225, 225), font=small)
     d.text((pad, H - pad - 20), caption, fill=(190, 190, 190), font=small)
@@ -300,33 +332,85 @@ def compose(slice_rgb, chart_rgb, title, caption, path, legend=()):
     return path
 
 
+def table_picture(table, size=(560, 330)):
+    """The AHA segments table node drawn as text rows (what Slicer's table view lists); RGB array."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    t = table.GetTable()
+    img = Image.new("RGB", size, (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", 13)
+        bold = ImageFont.truetype("DejaVuSans-Bold.ttf", 13)
+    except OSError:
+        font = bold = ImageFont.load_default()
+    cols = [("segment", "AHA", 8), ("level", "level", 48), ("name", "segment name", 112),
+            ("thickness_ed_mm", "ED (mm)", 262), ("thickness_es_mm", "ES (mm)", 342),
+            ("thickening_percent", "thickening (%)", 422)]
+    d.rectangle([0, 0, size[0], 20], fill=(230, 233, 238))
+    for _, header, x in cols:
+        d.text((x, 3), header, fill=(20, 20, 20), font=bold)
+    for r in range(t.GetNumberOfRows()):
+        y = 22 + 19 * r
+        if r % 2:
+            d.rectangle([0, y - 1, size[0], y + 17], fill=(246, 247, 249))
+        for name, _, x in cols:
+            v = t.GetValueByName(r, name)
+            text = f"{v.ToDouble():.1f}" if name.endswith(("_mm", "_percent")) else v.ToString()
+            d.text((x, y), text, fill=(20, 20, 20), font=font)
+    return np.asarray(img)
+
+
+def volume_picture(volume, width):
+    """An RGB volume node's pixels (the bull's-eye), top row first, scaled to `width`; RGB array."""
+    import vtk.util.numpy_support as vtk_np
+    from PIL import Image
+
+    nx, ny, _ = volume.GetImageData().GetDimensions()
+    a = vtk_np.vtk_to_numpy(volume.GetImageData().GetPointData().GetScalars()).reshape(ny, nx, -1)[..., :3]
+    im = Image.fromarray(np.ascontiguousarray(a))
+    return np.asarray(im.resize((width, int(round(ny * width / nx))), Image.LANCZOS))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-o", "--output", default=os.path.join(REPO, "docs", "screenshot.png"))
     ap.add_argument("--icon", action="store_true", help="also redraw the module icon")
-    ap.add_argument("--network", action="store_true", help="segment with the network instead of the phantom's masks")
+    ap.add_argument("--phantom", action="store_true", help="a phantom cine instead of the sample (fast, for tests)")
+    ap.add_argument("--network", action="store_true", help="phantom: segment with the network instead of its masks")
     a = ap.parse_args(argv)
     if a.icon:
         print("icon:", draw_icon(os.path.join(REPO, "CardiacQuan", "Resources", "Icons", "CardiacQuan.png")))
     if "tensorflow" in sys.modules:
         raise SystemExit("TensorFlow is imported in this process; VTK rendering would crash")
-    S, module, logic, out, info = build_scene(network=a.network)
+    import slicer_scene as ss
+
+    S, module, logic, out, info = build_scene(network=a.network, phantom=a.phantom)
     table = out.indicesTable
     es = int(table.GetAttribute("CardiacQuan.ESFrame"))
     mid = int(table.GetAttribute("CardiacQuan.MidSlice"))
-    info["browser"].SetSelectedItemNumber(es)  # the views show the ES frame: the proxies follow the browser
-    lv = np.argwhere(info["labels"][es, mid] > 0)  # heart centre (rows, cols) on the shown slice
+    logic.goToFrame(info["proxy"], "ES")  # as the Go to ES button: the proxies, marker and table row follow
+    shape = info["image"].shape[1:]
+    labels = ss.segmentation_labels(out.segmentation, shape, info["ijk"])
+    lv = np.argwhere(labels[mid] > 0)  # heart centre (rows, cols) on the shown slice
     centreIJ = (lv[:, 1].mean(), lv[:, 0].mean()) if lv.size else None
-    slice_rgb = render_slice_view(S, info["proxy"], mid, info["ijk"], centreIJ)
-    chart_rgb = render_chart(out.chart)
-    title = (f"CardiacQuan: LV segmentation and the six RWT sectors at end-systole (frame {es}, mid slice {mid}, "
-             "short-axis view from the apex), and the area curves")
-    caption = (f"Phantom cine ({info['source']}); masks: {'network' if a.network else 'phantom labels (no network)'}; "
-               f"engine: {'cardiacquan' if engine_is_real() else 'test stand-in'}. Rendered offscreen from a real "
-               "MRML scene by scripts/render_screenshot.py.")
+    slice_rgb = render_slice_view(S, info["proxy"], mid, info["ijk"], centreIJ, fovMm=120.0 if not a.phantom else 130.0)
+    chart_rgb = render_chart(out.chart, prefix=info["proxy"].GetName())
+    bottom = []
+    if out.segmentsTable is not None:
+        bottom.append(table_picture(out.segmentsTable, (slice_rgb.shape[1], 330)))
+    if out.bullseye is not None:
+        bottom.append(volume_picture(out.bullseye, chart_rgb.shape[1]))
+    vol = json.loads(table.GetAttribute("CardiacQuan.Volumes") or "{}")
+    ef = f", EF {vol['ef_percent']:.0f} %" if vol.get("ef_percent") is not None else ""
+    title = (f"CardiacQuan results layout at end-systole (frame {es}{ef}): mid slice {mid}, area chart with the "
+             "current frame, AHA segments")
+    caption = (f"{info['source']}; masks: {'network' if info['network'] else 'phantom labels'}; engine: "
+               f"{'cardiacquan' if engine_is_real() else 'test stand-in'}; rendered offscreen from MRML by "
+               "scripts/render_screenshot.py")
     legend = [(name, color) for _, _, name, color, _ in module.TISSUE_SEGMENTS if name != "LV myocardium"]
     legend += [(name, color) for _, _, name, color in module.SECTOR_SEGMENTS]
-    print("screenshot:", compose(slice_rgb, chart_rgb, title, caption, a.output, legend))
+    print("screenshot:", compose(slice_rgb, chart_rgb, title, caption, a.output, legend, bottom))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ package ``cardiacquan`` next to this folder and runs in a separate process.  One
 - ``indices_table``: indices.csv <-> table node, its attributes, the summary text.
 - ``scene_input``: reading the cine (and edited masks) from the scene.
 - ``results_import``: building the output nodes from the engine's files.
+- ``regional_import``: the AHA 16-segment table and the bull's-eye volume.
+- ``cine_sync``: the chart marker and table row that follow the cine's browser, go to ED/ES,
+  the results layout.
+- ``startup``: at Slicer's startup, the extension's terminology and its sample cine (Sample Data).
 - ``engine_process``: starting the engine process, its progress, cancel, the running job.
 
 Dependencies go one way: the module's Logic -> these helpers -> the engine process

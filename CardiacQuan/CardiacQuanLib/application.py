@@ -55,3 +55,13 @@ def showBrowserInToolbar(browser):
     """Make a sequence browser the one the Sequences toolbar plays (application only)."""
     if browser is not None and inSlicerApplication():
         slicer.modules.sequences.setToolBarActiveBrowserNode(browser)
+
+
+def whenStartupCompleted(callback):
+    """Call `callback` once Slicer has started (its ``startupCompleted()`` signal); False outside the
+    application, where nothing starts up."""
+    connect = getattr(getattr(slicer, "app", None), "connect", None)
+    if connect is None:
+        return False
+    connect("startupCompleted()", callback)
+    return True

@@ -78,10 +78,11 @@ def labelExtent(labels):
     return (i0, i1, j0, j1, k0, k1)
 
 
-def labelsToSegmentationNode(labels3d, extent, ijkToRas, segmentDefs, geometry):
+def labelsToSegmentationNode(labels3d, extent, ijkToRas, segmentDefs, geometry, tags=None):
     """A segmentation node (not in a scene) with one shared labelmap for the segments of one frame.
 
     segmentDefs: (label value, segment ID, name, colour, terminology) per segment.
+    tags: {tag: value} set on every segment (how it was made: segment_definitions.ALGORITHM_*_TAG).
     """
     i0, i1, j0, j1, k0, k1 = extent
     oi = slicer.vtkOrientedImageData()
@@ -111,6 +112,8 @@ def labelsToSegmentationNode(labels3d, extent, ijkToRas, segmentDefs, geometry):
             seg.SetTerminology(terminology)
         else:
             seg.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
+        for tag, value in (tags or {}).items():
+            seg.SetTag(tag, value)
         segmentation.AddSegment(seg, segId)
     return node
 

@@ -25,6 +25,8 @@ class Role:
     INDICES_TABLE = "indices-table"
     CURVES_TABLE = "curves-table"
     CHART = "chart"
+    SEGMENTS_TABLE = "segments-table"       # AHA 16 segments (segments.csv)
+    BULLSEYE = "bullseye"                   # the bull's-eye picture (bullseye.png) as an RGB volume
     SERIES_PREFIX = "series-"
     BROWSER = "browser"                    # a browser made for a 4-D volume
     FRAMES_SEQUENCE = "frames-sequence"    # the frames of a 4-D volume, copied into a sequence
@@ -42,6 +44,8 @@ class CardiacQuanOutputs:
         self.curvesTable = None
         self.chart = None
         self.series = []
+        self.segmentsTable = None
+        self.bullseye = None
         self.browser = None
         self.folderItemID = 0
         self.summary = {}
@@ -51,7 +55,8 @@ class CardiacQuanOutputs:
 
     def nodes(self):
         return [n for n in (self.segmentationSequence, self.segmentation, self.sectorsSequence, self.sectors,
-                            self.indicesTable, self.curvesTable, self.chart, *self.series) if n is not None]
+                            self.indicesTable, self.curvesTable, self.chart, *self.series, self.segmentsTable,
+                            self.bullseye) if n is not None]
 
     def get(self, key, default=None):
         return getattr(self, key, default)
@@ -130,6 +135,10 @@ def findOutputs(scene, sequencesLogic, node) -> CardiacQuanOutputs:
             out.curvesTable = n
         elif role == Role.CHART:
             out.chart = n
+        elif role == Role.SEGMENTS_TABLE:
+            out.segmentsTable = n
+        elif role == Role.BULLSEYE:
+            out.bullseye = n
         elif role.startswith(Role.SERIES_PREFIX):
             out.series.append(n)
         elif role == Role.BROWSER:
@@ -173,8 +182,8 @@ def removeOutputs(scene, sequencesLogic, old, keep=frozenset()):
                 removeNode(scene, p)
         if proxy is not None and id(proxy) not in keep:
             removeNode(scene, proxy)
-    for node in [old.chart, *old.series, old.curvesTable, old.indicesTable, old.segmentationSequence,
-                 old.sectorsSequence, *old.leftovers]:
+    for node in [old.chart, *old.series, old.curvesTable, old.indicesTable, old.segmentsTable, old.bullseye,
+                 old.segmentationSequence, old.sectorsSequence, *old.leftovers]:
         if node is not None and id(node) not in keep:
             removeNode(scene, node)
     shNode = scene.GetSubjectHierarchyNode()

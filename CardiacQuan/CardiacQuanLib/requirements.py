@@ -1,8 +1,9 @@
 """Which Python packages the engine needs in Slicer's Python, and installing the missing ones safely.
 
 The engine runs in Slicer's own Python (PythonSlicer).  What it imports on the module's path
-(``quantify`` on an exchange .npz, no figures) is numpy, scipy, SimpleITK and pydicom, which
-Slicer 5.10 and 5.12 ship, and ONNX Runtime for the network.  ``Resources/requirements.txt``
+(``quantify`` on an exchange .npz, no figures but the bull's-eye) is numpy, scipy, SimpleITK and
+pydicom, which Slicer 5.10 and 5.12 ship, ONNX Runtime for the network and matplotlib for the
+bull's-eye.  ``Resources/requirements.txt``
 lists the installable ones (one place; CMake installs it next to the module); numpy and SimpleITK
 are checked but never installed (``SHIPPED_WITH_SLICER``).
 

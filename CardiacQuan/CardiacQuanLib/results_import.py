@@ -27,6 +27,7 @@ from cardiacquan.contract import (
     load_results_npz,
 )
 
+from CardiacQuanLib.cine_sync import CURRENT_COLUMN, CURVES_SLICE_ATTRIBUTE
 from CardiacQuanLib.errors import CardiacQuanRunError
 from CardiacQuanLib.indices_table import fillTable, plotSlice, readIndicesCsv, setRunAttributes, sliceEdEs, toFloat, toInt
 from CardiacQuanLib.mrml_arrays import floatImageData, labelExtent, labelsToSegmentationNode, vtkMatrix
@@ -40,10 +41,25 @@ from CardiacQuanLib.output_registry import (
     markOutput,
     removeOutputs,
 )
-from CardiacQuanLib.segment_definitions import SECTOR_SEGMENTS_WITH_TERMINOLOGY, TISSUE_SEGMENTS
+from CardiacQuanLib.regional_import import (
+    bullseyeFile,
+    bullseyeVolume,
+    fillSegmentsTable,
+    readPng,
+    readSegmentsCsv,
+    segmentsFile,
+)
+from CardiacQuanLib.segment_definitions import (
+    ALGORITHM_NAME,
+    ALGORITHM_NAME_TAG,
+    ALGORITHM_TYPE_TAG,
+    AUTOMATIC,
+    SECTOR_SEGMENTS_WITH_TERMINOLOGY,
+    SEMIAUTOMATIC,
+    TISSUE_SEGMENTS,
+)
 
 CURVES_INDICES_REFERENCE_ROLE = "CardiacQuanIndicesTable"
-CURVES_SLICE_ATTRIBUTE = "CardiacQuan.Slice"
 
 
 def readEngineOutputs(outDir, imageShape):
@@ -67,9 +83,19 @@ def readEngineOutputs(outDir, imageShape):
     return summary, columns, rows, results
 
 
-def importResults(scene, sequencesLogic, cine, outDir):
+def segmentTags(labelsGiven):
+    """How the segments were made, as Slicer's DICOM SEG export reads it from the segment tags:
+    AUTOMATIC when the network segmented the cine, SEMIAUTOMATIC for masks given to the engine or
+    edited in Segment Editor (the sectors are this algorithm's in both cases)."""
+    return {ALGORITHM_TYPE_TAG: SEMIAUTOMATIC if labelsGiven else AUTOMATIC, ALGORITHM_NAME_TAG: ALGORITHM_NAME}
+
+
+def importResults(scene, sequencesLogic, cine, outDir, labelsGiven=False):
     """Create the output nodes of `cine` (a CineInput) from the engine's files; on any error undo everything."""
     summary, columns, rows, results = readEngineOutputs(outDir, cine.image.shape)
+    segments = readSegmentsCsv(segmentsFile(outDir))
+    bullseyePng = bullseyeFile(outDir)
+    tags = segmentTags(labelsGiven)
     old = findOutputs(scene, sequencesLogic, cine.ownerNode)
     tx = SceneTransaction(scene)
     try:
@@ -80,13 +106,18 @@ def importResults(scene, sequencesLogic, cine, outDir):
         out.browser = browser
         base = cine.name
         out.segmentationSequence = addSegmentationSequence(
-            scene, cine, results["labels"], TISSUE_SEGMENTS, f"{base} LV segmentation", Role.SEGMENTATION_SEQUENCE, tx)
+            scene, cine, results["labels"], TISSUE_SEGMENTS, f"{base} LV segmentation", Role.SEGMENTATION_SEQUENCE, tx,
+            tags)
         if results.get("sectors") is not None:
             out.sectorsSequence = addSegmentationSequence(
                 scene, cine, results["sectors"], SECTOR_SEGMENTS_WITH_TERMINOLOGY, f"{base} RWT sectors",
-                Role.SECTORS_SEQUENCE, tx)
+                Role.SECTORS_SEQUENCE, tx, tags)
         out.indicesTable = addIndicesTable(scene, cine, columns, rows, summary, f"{base} LV indices", tx)
         out.curvesTable, out.chart, out.series = addChart(scene, cine, rows, summary, out.indicesTable, base, tx)
+        if segments is not None:
+            out.segmentsTable = addSegmentsTable(scene, cine, *segments, f"{base} AHA segments", tx)
+        if bullseyePng is not None:
+            out.bullseye = addBullseye(scene, cine, bullseyePng, f"{base} bull's-eye", tx)
         # show the segmentations per frame on the cine's browser
         for seq, attr, fill in ((out.segmentationSequence, Role.SEGMENTATION, 0.35), (out.sectorsSequence, Role.SECTORS, 0.6)):
             if seq is None:
@@ -99,6 +130,7 @@ def importResults(scene, sequencesLogic, cine, outDir):
             tx.created(proxy)
             tx.intendedNames.append((proxy, dict(tx.intendedNames).get(seq, seq.GetName())))
             markOutput(proxy, attr, cine.ownerNode)   # traceable even if its sequence is deleted
+            setReferenceGeometry(proxy, cine.referenceVolume)
             if cine.referenceVolume is not None and cine.referenceVolume.GetTransformNodeID():
                 proxy.SetAndObserveTransformNodeID(cine.referenceVolume.GetTransformNodeID())
             styleSegmentationDisplay(proxy, fill, outline=(attr == Role.SEGMENTATION))
@@ -142,8 +174,16 @@ def ensureBrowser(scene, cine, tx):
     return browser
 
 
-def addSegmentationSequence(scene, cine, labelArray, segmentDefs, name, role, tx):
-    """A sequence of segmentations, one per frame, indexed like the cine."""
+def setReferenceGeometry(segmentation, volume):
+    """Make `volume` (the cine frame the views show) the segmentation's reference image geometry:
+    the node reference Slicer's DICOM SEG export reads to find the images the SEG refers to."""
+    if volume is not None:
+        segmentation.SetNodeReferenceID(slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole(),
+                                        volume.GetID())
+
+
+def addSegmentationSequence(scene, cine, labelArray, segmentDefs, name, role, tx, tags=None):
+    """A sequence of segmentations, one per frame, indexed like the cine; `tags` on every segment."""
     seq = tx.add(scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(name)), name)
     seq.SetIndexName(cine.indexName)
     seq.SetIndexUnit(cine.indexUnit)
@@ -154,7 +194,7 @@ def addSegmentationSequence(scene, cine, labelArray, segmentDefs, name, role, tx
     extent = labelExtent(labelArray)
     ijkToRas = vtkMatrix(cine.ijkToRas)
     for t in range(labelArray.shape[0]):
-        segNode = labelsToSegmentationNode(labelArray[t], extent, ijkToRas, segmentDefs, geometry)
+        segNode = labelsToSegmentationNode(labelArray[t], extent, ijkToRas, segmentDefs, geometry, tags)
         seq.SetDataNodeAtValue(segNode, cine.indexValues[t])
     return seq
 
@@ -166,6 +206,25 @@ def addIndicesTable(scene, cine, columns, rows, summary, name, tx):
     fillTable(table, columns, rows)
     setRunAttributes(table, summary, cine.indexValues, cine.timesKnown)
     return table
+
+
+def addSegmentsTable(scene, cine, columns, rows, name, tx):
+    """The AHA 16-segment table (segments.csv as it is, plus each segment's SNOMED CT code)."""
+    table = tx.add(scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(name)), name)
+    markOutput(table, Role.SEGMENTS_TABLE, cine.ownerNode)
+    fillSegmentsTable(table, columns, rows)
+    return table
+
+
+def addBullseye(scene, cine, path, name, tx):
+    """The bull's-eye picture as an RGB volume (the results layout shows it in a slice view of its own)."""
+    node = bullseyeVolume(readPng(path))
+    node.SetName(scene.GenerateUniqueName(name))
+    scene.AddNode(node)
+    tx.add(node, name)
+    node.CreateDefaultDisplayNodes()
+    markOutput(node, Role.BULLSEYE, cine.ownerNode)
+    return node
 
 
 def addChart(scene, cine, rows, summary, indicesTable, base, tx):
@@ -202,7 +261,9 @@ def addChart(scene, cine, rows, summary, indicesTable, base, tx):
             (a2, myo, INDICES_COLUMN_INFO[a2][0], INDICES_COLUMN_INFO[a2][1]),
             ("systole", systole, "", "Systole band (frames after ED up to ES)"),
             ("ed_marker", edMarker, areaUnit, "Cavity area at end-diastole"),
-            ("es_marker", esMarker, areaUnit, "Cavity area at end-systole")]
+            ("es_marker", esMarker, areaUnit, "Cavity area at end-systole"),
+            (CURRENT_COLUMN, np.full(len(frames), np.nan), areaUnit,
+             "Cavity area at the frame the cine's browser shows (follows the browser)")]
     for colName, values, unit, desc in cols:
         arr = vtk.vtkDoubleArray()
         arr.SetName(colName)
@@ -227,7 +288,8 @@ def addChart(scene, cine, rows, summary, indicesTable, base, tx):
              ("myocardium", "LV myocardium area", a2, (0.30, 0.75, 0.35), 3, "square"),
              ("systole", "Systole (ED to ES)", "systole", (0.55, 0.55, 0.55), 8, None),
              ("ed", "End-diastole (ED)", "ed_marker", (0.10, 0.10, 0.60), 0, "diamond"),
-             ("es", "End-systole (ES)", "es_marker", (0.85, 0.45, 0.00), 0, "diamond")]
+             ("es", "End-systole (ES)", "es_marker", (0.85, 0.45, 0.00), 0, "diamond"),
+             ("current", "Current frame", CURRENT_COLUMN, (0.05, 0.05, 0.05), 0, "circle")]
     for key, title, yName, color, width, marker in specs:
         s = tx.add(scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", scene.GenerateUniqueName(f"{base} {title}")),
                    f"{base} {title}")
@@ -244,7 +306,7 @@ def addChart(scene, cine, rows, summary, indicesTable, base, tx):
             s.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleNone)
         s.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.GetMarkerStyleFromString(marker) if marker
                          else slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
-        s.SetMarkerSize(14 if key in ("ed", "es") else 7)
+        s.SetMarkerSize(18 if key == "current" else 14 if key in ("ed", "es") else 7)
         chart.AddAndObservePlotSeriesNodeID(s.GetID())
         series.append(s)
     return curves, chart, series

@@ -9,6 +9,7 @@ import argparse
 import csv
 import importlib
 import importlib.util
+import json
 import sys
 import time
 import warnings
@@ -19,12 +20,14 @@ import numpy as np
 from cardiacquan import CardiacQuanError, __version__
 from cardiacquan.cli_args import CQArgumentParser
 from cardiacquan.contract import (
+    BULLSEYE_PNG,
     DICOM_SEG_FILE,
     FIGURE_FILES,
     INDEX_COLUMNS,
     INDICES_CSV,
     REPORT_HTML,
     SEGMENTATION_FILE,
+    SEGMENTS_CSV,
     SUMMARY_JSON,
     ExchangeError,
     error_line,
@@ -34,7 +37,14 @@ from cardiacquan.io.files import read_cine, write_cine, write_labels
 from cardiacquan.io.files import read_labels_any as read_labels
 from cardiacquan.io.output_paths import prepare_output_dir, prepare_output_file
 from cardiacquan.io.results import write_outputs
-from cardiacquan.models import BACKEND_VARIABLE, BACKENDS, PRECISION_VARIABLE, PRECISIONS, load_seg_model
+from cardiacquan.models import (
+    BACKEND_VARIABLE,
+    BACKENDS,
+    PRECISION_VARIABLE,
+    PRECISIONS,
+    load_seg_model,
+    sample_cine_path,
+)
 from cardiacquan.pipeline import quantify
 from cardiacquan.segmentation.inference import segment_cine
 from cardiacquan.synthetic.phantom import make_phantom
@@ -85,7 +95,7 @@ def cmd_quantify(args):
                       use_quan_net=not args.geometry_only, backend=args.backend,
                       precision=args.precision)
     out = write_outputs(result, args.output, input_path=args.input, figures=not args.no_figures,
-                        dicom_seg=dicom_seg)
+                        dicom_seg=dicom_seg, bullseye=True if args.bullseye else None)
     _log(f"ED frame {result.ed_frame}, ES frame {result.es_frame}; mid-ventricular slice {result.mid_slice}")
     for w in dict.fromkeys(result.warnings):
         _log(f"warning: {w}")
@@ -109,17 +119,43 @@ def cmd_segment(args):
 def cmd_demo(args):
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    ph = make_phantom(seed=args.seed, n_frames=20, n_slices=args.slices_count)
-    src = out / "phantom_cine.nii.gz"
-    write_cine(ph.cine, str(src))
-    _log(f"generated a phantom cine ({ph.cine.n_frames} frames x {ph.cine.n_slices} slices, "
-         f"{ph.cine.spacing[0]:.2f} mm pixels) -> {src}")
+    if args.phantom:
+        ph = make_phantom(seed=args.seed, n_frames=20, n_slices=args.slices_count)
+        src = out / "phantom_cine.nii.gz"
+        write_cine(ph.cine, str(src))
+        _log(f"generated a phantom cine ({ph.cine.n_frames} frames x {ph.cine.n_slices} slices, "
+             f"{ph.cine.spacing[0]:.2f} mm pixels) -> {src}")
+    else:
+        ph, src = None, sample_cine_path()
+        if not src.is_file():
+            raise CardiacQuanError(f"the sample cine {src} is missing (a pip install without the module's "
+                                   "Resources/): run `cardiacquan demo --phantom`")
+        _log(f"sample cine: {src} (Sunnybrook Cardiac Data, patient SC-HF-I-1, CC0; Radau et al., MIDAS Journal "
+             "2009): a real short-axis cine, whole stack, all frames")
     ns = argparse.Namespace(input=str(src), output=str(out), labels=None, slices="all",
                             third_axis_is_time=False, series=None, no_network=False, geometry_only=False,
-                            no_figures=False, dicom_seg=False, backend=args.backend, precision=args.precision)
+                            no_figures=False, bullseye=False, dicom_seg=False, backend=args.backend,
+                            precision=args.precision)
     rc = cmd_quantify(ns)
-    _compare_with_truth(ph, out)
+    if ph is not None:
+        _compare_with_truth(ph, out)
+    else:
+        _print_study(out)
     return rc
+
+
+def _print_study(out):
+    """The study's result in a few lines: ED/ES, volumes and EF, the outputs."""
+    with open(out / SUMMARY_JSON) as f:
+        summary = json.load(f)
+    vol = summary.get("volumes") or {}
+    print(f"Study: ED frame {summary.get('ed_frame')}, ES frame {summary.get('es_frame')}; "
+          + (f"EDV {vol['edv_ml']:.0f} mL, ESV {vol['esv_ml']:.0f} mL, EF {vol['ef_percent']:.0f} %, "
+             f"LV mass {vol['lv_mass_ed_g']:.0f} g"
+             if all(vol.get(k) is not None for k in ("edv_ml", "esv_ml", "ef_percent", "lv_mass_ed_g"))
+             else "volumes not available"))
+    print(f"Results: {out}/{INDICES_CSV}, {SEGMENTS_CSV}, {SUMMARY_JSON}, {SEGMENTATION_FILE}, "
+          f"{', '.join(FIGURE_FILES)}, {REPORT_HTML} (open it in a browser)")
 
 
 def _compare_with_truth(ph, out):
@@ -173,6 +209,8 @@ def build_parser():
                    help="final values from the geometry of the masks only (no spatio-temporal network)")
     q.add_argument("--no-network", action="store_true", help="refuse to run the segmentation network")
     q.add_argument("--no-figures", action="store_true", help="no pictures and no report.html")
+    q.add_argument("--bullseye", action="store_true",
+                   help=f"write {BULLSEYE_PNG} also with --no-figures (the Slicer module shows it)")
     q.add_argument("--dicom-seg", action="store_true",
                    help=f"also write {DICOM_SEG_FILE}: a DICOM Segmentation (LV cavity, LV myocardium, RV; every "
                         "frame referencing its source image) for a PACS; DICOM input only")
@@ -187,9 +225,12 @@ def build_parser():
     _add_backend(s)
     s.set_defaults(func=cmd_segment)
 
-    d = sub.add_parser("demo", help="generate a phantom cine and quantify it (no data needed)")
+    d = sub.add_parser("demo", help="quantify the bundled sample cine (real MRI), or a generated phantom with "
+                                    "exact truth (--phantom)")
     d.add_argument("-o", "--output", default="demo_output")
-    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--phantom", action="store_true",
+                   help="a generated phantom cine instead of the sample, compared with its exact truth")
+    d.add_argument("--seed", type=int, default=7, help="phantom only")
     d.add_argument("--slices-count", type=int, default=1, help="slices of the phantom (1 = 2-D+t)")
     _add_backend(d)
     d.set_defaults(func=cmd_demo)

@@ -78,6 +78,11 @@ FIGURE_FILES = (PHASE_CURVE_PNG, MID_SLICE_PNG, SLICES_PNG, BULLSEYE_PNG)
 OUTPUT_FILES = (INDICES_CSV, SUMMARY_JSON, SEGMENTATION_FILE, SECTORS_FILE, RESULTS_NPZ, SEGMENTS_CSV,
                 REPORT_HTML, DICOM_SEG_FILE) + FIGURE_FILES
 
+#: the sample cine both sides offer (`cardiacquan demo`, Slicer's Sample Data module), relative to the
+#: module's Resources folder (cardiacquan.models finds it): a cropped short-axis cine from the
+#: Sunnybrook Cardiac Data (CC0), made by scripts/make_sample_cine.py; attribution in its README.md
+SAMPLE_CINE = ("SampleData", "SunnybrookSCHFI1-cine.seq.nrrd")
+
 #: the AHA 16 segments (Cerqueira et al., Circulation 2002): (number, level, name); 1-6 basal and
 #: 7-12 mid in 60 degree sectors, 13-16 apical in 90 degree sectors (docs/indices.md)
 AHA_LEVELS = ("basal", "mid", "apical")

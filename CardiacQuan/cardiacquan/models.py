@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cardiacquan import CardiacQuanError
+from cardiacquan.contract import SAMPLE_CINE
 from cardiacquan.frameworks import import_keras, import_onnxruntime
 from cardiacquan.quannet.encoding import FILL_RADIUS_PX, SIZE
 from cardiacquan.quannet.network import QuanNet, custom_layers, sidecar_path
@@ -52,6 +53,11 @@ def model_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parent.parent / "Resources" / "Models"
+
+
+def sample_cine_path() -> Path:
+    """The sample cine shipped with the module: <module folder>/Resources/<contract.SAMPLE_CINE>."""
+    return Path(__file__).resolve().parent.parent / "Resources" / Path(*SAMPLE_CINE)
 
 
 def seg_model_path() -> Path:

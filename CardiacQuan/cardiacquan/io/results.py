@@ -135,14 +135,19 @@ def write_dicom_seg(result, path):
     return write(result, path)
 
 
-def write_outputs(result, outdir, input_path=None, figures=True, dicom_seg=False):
+def write_outputs(result, outdir, input_path=None, figures=True, dicom_seg=False, bullseye=None):
     """Write every output into a temporary folder inside `outdir`, then move them into place
-    together (output_paths.staged_output_dir): a run that fails leaves earlier results as they were."""
+    together (output_paths.staged_output_dir): a run that fails leaves earlier results as they were.
+
+    bullseye: write bullseye.png (None: with the figures; True also without them, as the Slicer
+    module asks: it shows the bull's-eye and draws its own table and chart)."""
     outdir = Path(outdir)
     prepare_output_dir(outdir, [input_path] if input_path else [])
+    bullseye = figures if bullseye is None else bullseye
     # outputs of an earlier run that this one does not make would sit beside results they do not
     # show: figures and the report (which shows them) without figures, a SEG without --dicom-seg
-    stale = (() if figures else FIGURE_FILES + (REPORT_HTML,)) + (() if dicom_seg else (DICOM_SEG_FILE,))
+    made = {BULLSEYE_PNG: bullseye, DICOM_SEG_FILE: dicom_seg}     # the rest comes with the figures
+    stale = tuple(f for f in FIGURE_FILES + (REPORT_HTML, DICOM_SEG_FILE) if not made.get(f, figures))
     with staged_output_dir(outdir, remove=stale) as stage:
         write_indices_csv(result, stage / INDICES_CSV)
         write_segments_csv(result, stage / SEGMENTS_CSV)
@@ -160,6 +165,8 @@ def write_outputs(result, outdir, input_path=None, figures=True, dicom_seg=False
         save_results_npz(stage / RESULTS_NPZ, result.labels, result.sectors)
         if figures:
             write_figures(result, stage)
+        if bullseye:
             write_bullseye(result, stage / BULLSEYE_PNG)
+        if figures:
             write_report(result, summary, stage, stage / REPORT_HTML)
     return outdir
