@@ -2,6 +2,10 @@
 
 They return plain arrays in the project's label convention (0 background, 2 LV myocardium,
 3 LV cavity, 1 RV) so training and validation code never sees a data set's own quirks.
+
+h5py and scikit-image (requirements-train.txt) are imported where a reader needs them: the CLI
+imports this file with the training and evaluation commands, and `cardiacquan quantify` must run
+without them (the Slicer module's requirements).
 """
 from __future__ import annotations
 
@@ -9,10 +13,8 @@ import glob
 import os
 import re
 
-import h5py
 import numpy as np
 import scipy.io
-from skimage.draw import polygon2mask
 
 from cardiacquan import CardiacQuanError
 from cardiacquan.contract import LV_CAVITY, MYOCARDIUM
@@ -28,6 +30,7 @@ def read_acdc_h5(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CardiacQuanError(f"no such file: {path}")
+    import h5py   # optional (training only)
     try:
         with h5py.File(path, "r") as h:
             if "image" not in h or "label" not in h:
@@ -52,6 +55,7 @@ def acdc_assumed_spacing(shape) -> float:
 
 def _load_mat(path):
     """MATLAB file -> {name: array} in MATLAB axis order (v7.3 files are HDF5, read with h5py)."""
+    import h5py   # optional (training only)
     try:
         if h5py.is_hdf5(path):       # h5py shows MATLAB's column-major axes reversed
             with h5py.File(path, "r") as h:
@@ -127,6 +131,8 @@ def polygon_mask(txt, shape, first_pixel=1.0):
         raise CardiacQuanError(f"{os.path.basename(txt)}: not a list of 'x y' points ({e})")
     if xy.shape[0] < 3 or xy.shape[1] != 2:
         raise CardiacQuanError(f"{os.path.basename(txt)}: needs at least 3 'x y' points")
+    from skimage.draw import polygon2mask   # optional (training and evaluation only)
+
     return polygon2mask(shape, xy[:, ::-1] - first_pixel)   # (row, col) = (y, x), now 0-based
 
 
