@@ -27,6 +27,8 @@ from cardiacquan.quannet.network import QuanNet, custom_layers, sidecar_path
 
 MODEL_DIR_VARIABLE = "CARDIACQUAN_MODEL_DIR"
 BACKEND_VARIABLE = "CARDIACQUAN_BACKEND"
+#: ONNX Runtime's intra-op threads per session (unset: ONNX Runtime's default, one per core)
+THREADS_VARIABLE = "CARDIACQUAN_THREADS"
 BACKENDS = ("onnxruntime", "tensorflow")
 SEG_MODEL_FILE = "seg_model.keras"
 QUAN_MODEL_FILE = "quan_net.keras"
@@ -86,7 +88,7 @@ class OnnxModel:
         ort = import_onnxruntime()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        threads = os.environ.get("CARDIACQUAN_THREADS")
+        threads = os.environ.get(THREADS_VARIABLE)
         if threads:
             options.intra_op_num_threads = int(threads)
         try:
