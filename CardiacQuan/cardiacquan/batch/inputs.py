@@ -70,9 +70,9 @@ def _dicom_series(path):
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
                                  specific_tags=["SeriesInstanceUID", "SOPClassUID"])
+            uid = str(ds.get("SeriesInstanceUID", "") or "")   # values are checked when read
     except Exception:   # pydicom raises many types for a file that is not DICOM
         return None
-    uid = str(ds.get("SeriesInstanceUID", "") or "")
     return uid or None
 
 

@@ -29,8 +29,11 @@ def row_of(future, study):
     try:
         return future.result()
     except distributed.KilledWorker as e:
-        return failed_row(study.study_id, study.path, "the worker quantifying this study died each time it was "
-                          f"tried (out of memory? killed?): {e}")
+        tries = getattr(e, "allowed_failures", None)
+        last = getattr(getattr(e, "last_worker", None), "address", "")
+        return failed_row(study.study_id, study.path, f"the worker quantifying this study died each time it was "
+                          f"tried{f' ({tries + 1} times)' if tries is not None else ''}: out of memory, or killed? "
+                          f"(last worker {last or 'unknown'}; its log says more)")
     except Exception as e:   # a bug: the task was retried first; the others go on
         return failed_row(study.study_id, study.path, f"internal error: {type(e).__name__}: {e}")
 
