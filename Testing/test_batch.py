@@ -8,22 +8,21 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import types
 
 import pytest
 
-pytest.importorskip("distributed")   # the 'batch' extra (requirements-batch.txt)
+from conftest import shared_path
+from test_io_dicom import write_series
 
-from conftest import shared_path  # noqa: E402
-from test_io_dicom import write_series  # noqa: E402
-
-from cardiacquan import CardiacQuanError  # noqa: E402
-from cardiacquan.batch.cluster import Layout, local_layout, start_client  # noqa: E402
-from cardiacquan.batch.fingerprint import input_fingerprint  # noqa: E402
-from cardiacquan.batch.inputs import Study, discover  # noqa: E402
-from cardiacquan.batch.runner import row_of, run_batch  # noqa: E402
-from cardiacquan.cli import main as cli_main  # noqa: E402
-from cardiacquan.contract import (  # noqa: E402
+from cardiacquan import CardiacQuanError
+from cardiacquan.batch.cluster import Layout, local_layout, start_client
+from cardiacquan.batch.fingerprint import input_fingerprint
+from cardiacquan.batch.inputs import Study, discover
+from cardiacquan.batch.runner import row_of, run_batch
+from cardiacquan.cli import main as cli_main
+from cardiacquan.contract import (
     BATCH_STAMP,
     COHORT_COLUMN_NAMES,
     COHORT_CSV,
@@ -33,10 +32,10 @@ from cardiacquan.contract import (  # noqa: E402
     OUTPUT_FILES,
     STATUS_QUANTIFIED,
 )
-from cardiacquan.io.dicom import read_dicom_cine  # noqa: E402
-from cardiacquan.io.files import read_cine  # noqa: E402
-from cardiacquan.io.volume import write_cine  # noqa: E402
-from cardiacquan.synthetic.phantom import make_phantom  # noqa: E402
+from cardiacquan.io.dicom import read_dicom_cine
+from cardiacquan.io.files import read_cine
+from cardiacquan.io.volume import write_cine
+from cardiacquan.synthetic.phantom import make_phantom
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=os.path.join(REPO, "CardiacQuan"))
@@ -142,6 +141,16 @@ def test_a_worker_that_died_each_time_is_a_failed_row():
     assert "tcp://w:1" in row["error"]
 
 
+def test_nothing_to_do_or_outputs_inside_inputs_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["batch", str(tmp_path / "empty"), "-o", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip().startswith("CQ-ERROR no study found")
+    write_series(tmp_path / "s1")
+    assert cli_main(["batch", str(tmp_path / "s1"), "-o", str(tmp_path / "s1" / "..")]) == 2   # OUT/s1 = the input
+    assert "would be inside its input" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_sunnybrook_folder_is_one_study():
     folder = shared_path("sunnybrook", "dicoms", "SCD0000101")
     studies = discover([folder])
@@ -197,7 +206,7 @@ def test_batch_tables_and_failures(first_run, cohort):
     assert [list(f) for f in failures] == [list(FAILURE_COLUMNS)] and len(failures) == 1
     assert failures[0]["study_id"] == "broken" and "cannot read" in failures[0]["error"]
     assert by_id["broken"]["status"] == "failed" and by_id["broken"]["error"] == failures[0]["error"]
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow.parquet as pq
     table = pq.read_table(out / COHORT_PARQUET)
     assert table.column_names == list(COHORT_COLUMN_NAMES) and table.num_rows == 5
     assert str(table.schema.field("ef_percent").type) == "double"
@@ -233,6 +242,41 @@ def test_rerun_recomputes_nothing_then_only_what_changed(first_run, cluster, coh
         assert status == {"p0": "reused", "p1": "quantified", "p2": "reused", "p3": "reused", "broken": "failed"}
     finally:
         small_study(cohort / "p1.nii.gz", 21)
+
+
+def test_the_slicer_console_snippet_runs_a_batch_in_the_background(first_run, cluster, cohort):
+    """docs/slicer-module.md: the engine-process helper starts `cardiacquan batch`; nothing blocks."""
+    from CardiacQuanLib.engine_process import EngineProcess, enginePython
+    _, out = first_run
+    _, lc = cluster
+    job = EngineProcess([enginePython(), "-m", "cardiacquan", "batch", str(cohort), "-o", str(out),
+                         "--scheduler", lc.scheduler_address], env=ENV).start()
+    lines, deadline = [], time.time() + 120
+    while not job.finished() and time.time() < deadline:
+        lines += [line for _, line in job.events()]
+        time.sleep(0.2)
+    lines += [line for _, line in job.events()]
+    assert job.returncode == 1 and any(line.startswith("CQ-PROGRESS 5 5") for line in lines), lines
+    assert "0 quantified, 4 reused, 1 failed" in lines[-1]
+
+
+def test_without_dask_the_command_says_what_to_install(cohort, tmp_path):
+    code = ("import sys; sys.modules['distributed'] = None; from cardiacquan.cli import main; "
+            f"sys.exit(main(['batch', {str(cohort)!r}, '-o', {str(tmp_path / 'o')!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("CQ-ERROR cardiacquan batch needs Dask")
+    assert "cardiacquan[batch]" in r.stderr
+
+
+def test_tables_without_pyarrow(tmp_path, monkeypatch):
+    import cardiacquan.batch.cohort as cohort_module
+    (tmp_path / COHORT_PARQUET).write_text("stale")
+    monkeypatch.setattr(cohort_module, "import_pyarrow", lambda: None)
+    row = cohort_module.failed_row("x", "/in/x", "bad\ninput")
+    written = cohort_module.write_tables(str(tmp_path), [row])
+    assert [os.path.basename(w) for w in written] == [COHORT_CSV, FAILURES_CSV]
+    assert not (tmp_path / COHORT_PARQUET).exists()                # a stale table never outlives its csv
+    assert read_rows(tmp_path / FAILURES_CSV) == [{"study_id": "x", "input": "/in/x", "error": "bad input"}]
 
 
 def test_a_worker_killed_mid_run_loses_no_study(cluster, cohort, tmp_path):

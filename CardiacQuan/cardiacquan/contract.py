@@ -15,6 +15,9 @@ Output folder (``cardiacquan quantify -o OUTDIR``)
 -------------------------------------------------
 :data:`OUTPUT_FILES`; ``indices.csv`` has the columns :data:`INDICES_COLUMNS` (name, unit,
 meaning) in that order; ``summary.json`` the top-level keys :data:`SUMMARY_KEYS`.
+A cohort (``cardiacquan batch INPUTS -o OUTDIR``): those files in ``OUTDIR/<study_id>/`` with
+:data:`BATCH_STAMP`; ``OUTDIR/cohort.csv`` with :data:`COHORT_COLUMNS`, ``failures.csv`` with
+:data:`FAILURE_COLUMNS`.
 
 Exchange files
 --------------
