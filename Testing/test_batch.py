@@ -151,6 +151,25 @@ def test_nothing_to_do_or_outputs_inside_inputs_is_refused_before_any_work(tmp_p
     assert not (tmp_path / "o").exists()
 
 
+def test_progress_bar_counts_rate_eta_and_summary():
+    import io
+    from cardiacquan.batch.progress import BatchProgress
+    stream = io.StringIO()
+    p = BatchProgress(3, stream=stream, bar=True)
+    p.update({"study_id": "a", "status": "quantified"})
+    p.update({"study_id": "b", "status": "failed", "error": "not a cine"})
+    p.close()
+    text = stream.getvalue()
+    assert "2/3" in text and "study" in text and "1 quantified, 0 reused, 1 failed" in text
+    assert "failed: b: not a cine" in text
+    assert p.summary().startswith("batch: 3 studies: 1 quantified, 0 reused, 1 failed in ")
+    lines = io.StringIO()
+    q = BatchProgress(2, stream=lines, bar=False)                  # not a terminal: protocol lines
+    q.update({"study_id": "a", "status": "reused"})
+    assert lines.getvalue().startswith("CQ-PROGRESS 1 2 a reused; 0 quantified, 1 reused, 0 failed; ")
+    assert "studies/min, ETA" in lines.getvalue()
+
+
 def test_sunnybrook_folder_is_one_study():
     folder = shared_path("sunnybrook", "dicoms", "SCD0000101")
     studies = discover([folder])

@@ -51,6 +51,12 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_seconds():
+    """CPU time (user + system) of this process so far: all its threads, ONNX Runtime's included."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def one_process(studies, out, onnx_threads):
     """One study at a time in this process, models loaded first (what a loop over `quantify_study` does)."""
     set_inference_threads(onnx_threads)
@@ -58,12 +64,13 @@ def one_process(studies, out, onnx_threads):
     preload_models("onnxruntime", onnx_threads)
     load = time.time() - t
     per = []
-    t0 = time.time()
+    t0, c0 = time.time(), cpu_seconds()
     for s in studies:
         t = time.time()
         quantify_study(s.path, os.path.join(out, s.study_id))
         per.append(time.time() - t)
-    return dict(seconds=time.time() - t0, per_study=per, load=load, peak_mb=peak_rss_mb())
+    return dict(seconds=time.time() - t0, per_study=per, load=load, peak_mb=peak_rss_mb(),
+                cpu=cpu_seconds() - c0)
 
 
 def cold_quantify(study, out):
@@ -82,22 +89,27 @@ def dask_run(studies, out, layout):
     try:
         client.run(preload_models, "onnxruntime", layout.onnx_threads)
         start = time.time() - t
+        c0 = client.run(cpu_seconds)
         t0 = time.time()
         rows = run_batch(client, studies, out, dict(SETTINGS, threads=layout.onnx_threads))
         seconds = time.time() - t0
         assert all(r["status"] == STATUS_QUANTIFIED for r in rows), [r["error"] for r in rows]
         peaks = client.run(peak_rss_mb)
+        cpu = sum(client.run(cpu_seconds).values()) - sum(c0.values())
     finally:
         client.close()
         cluster.close()
     return dict(seconds=seconds, start=start, per_study=[float(r["seconds"]) for r in rows],
-                peak_mb=max(peaks.values()))
+                peak_mb=max(peaks.values()), cpu=cpu)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--studies", type=int, default=6, help="generated phantom studies (default 6)")
     ap.add_argument("--layouts", default="2x1x1,1x1x2,1x2x1", help="Dask layouts WxTxO (default 2x1x1,1x1x2,1x2x1)")
+    ap.add_argument("--rounds", type=int, default=1, help="run the layouts this many times, interleaved (a loaded "
+                                                           "machine's load drifts; default 1)")
+    ap.add_argument("--no-sequential", action="store_true", help="skip the one-process run and the cold start")
     ap.add_argument("--make", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.make:
@@ -115,22 +127,28 @@ def main():
         print(f"{n} studies ({args.studies} phantoms 12x20x256^2" + (" + Sunnybrook SCD0000101)" if n > args.studies
                                                                      else ")"))
         rows = []
-        cold = cold_quantify(studies[0], os.path.join(tmp, "cold"))
-        seq = one_process(studies, os.path.join(tmp, "seq"), onnx_threads=cores)
-        rows.append(("1 process, 1 study at a time", f"ONNX {cores} threads", seq))
-        for spec in args.layouts.split(","):
-            w, t, o = (int(x) for x in spec.split("x"))
-            res = dask_run(studies, os.path.join(tmp, f"dask{spec}"), Layout(w, t, o))
-            rows.append((f"Dask LocalCluster {w} worker(s) x {t} thread(s)", f"ONNX {o} thread(s) each", res))
-        print(f"\nper-study cost: cold (fresh `cardiacquan quantify` process, {studies[0].study_id}) {cold:.1f} s; "
-              f"warm (models loaded, same study) {seq['per_study'][0]:.1f} s; model load {seq['load']:.1f} s")
-        print("\n| run | inference threads | studies/min | mean s/study (on its worker) | peak RSS per worker | "
-              "cluster start |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        if not args.no_sequential:
+            cold = cold_quantify(studies[0], os.path.join(tmp, "cold"))
+            seq = one_process(studies, os.path.join(tmp, "seq"), onnx_threads=cores)
+            rows.append(("1 process, 1 study at a time", f"ONNX {cores} threads", seq))
+            print(f"per-study cost: cold (fresh `cardiacquan quantify` process, {studies[0].study_id}) {cold:.1f} s; "
+                  f"warm (models loaded, same study) {seq['per_study'][0]:.1f} s; model load {seq['load']:.1f} s",
+                  flush=True)
+        for k in range(args.rounds):
+            for spec in args.layouts.split(","):
+                w, t, o = (int(x) for x in spec.split("x"))
+                res = dask_run(studies, os.path.join(tmp, f"dask{spec}-{k}"), Layout(w, t, o))
+                rows.append((f"Dask LocalCluster {w} worker(s) x {t} thread(s)", f"ONNX {o} thread(s) each", res))
+                print(f"round {k + 1}, {spec}: {60.0 * n / res['seconds']:.2f} studies/min, load average "
+                      f"{os.getloadavg()[0]:.1f}", flush=True)
+        print("\n| run | inference threads | studies/min | mean s/study (on its worker) | CPU s/study | "
+              "peak RSS per worker | cluster start |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
         for name, threads, r in rows:
             mean = sum(r["per_study"]) / len(r["per_study"])
             start = f"{r['start']:.1f} s" if "start" in r else "-"
-            print(f"| {name} | {threads} | {60.0 * n / r['seconds']:.2f} | {mean:.1f} | {r['peak_mb']:.0f} MB | {start} |")
+            print(f"| {name} | {threads} | {60.0 * n / r['seconds']:.2f} | {mean:.1f} | {r['cpu'] / n:.1f} | "
+                  f"{r['peak_mb']:.0f} MB | {start} |")
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 
