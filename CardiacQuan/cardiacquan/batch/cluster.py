@@ -5,9 +5,11 @@ The local layout: one single-threaded worker process per ONNX_THREADS_PER_WORKER
 with ONNX Runtime on that many threads, so the inference runtime's threads and Dask's together
 never exceed the cores; fewer workers where memory is short (MEMORY_PER_WORKER each).  Measured
 on a 2-core machine (scripts/benchmark_batch.py, figures in the README): two 1-thread workers
-with 1 ONNX thread each beat one worker with 2 ONNX threads, and one worker with 2 Dask threads,
-because most of a study (reading, resampling, geometry, writing, figures) is single-threaded
-Python and numpy that only a second process keeps the second core busy with.
+with 1 ONNX thread each give about 1.5-2x the throughput of one worker with 2 ONNX threads, at a
+quarter less CPU per study, because most of a study (reading, resampling, geometry, writing,
+figures) runs on one core whatever ONNX Runtime does.  One worker with 2 Dask threads is even
+with two workers within the noise; processes are the default because a crash or a memory
+overrun then takes one study down, not two.
 """
 from __future__ import annotations
 
