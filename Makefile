@@ -18,7 +18,7 @@ $(STAMP): $(PY) requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(STAMP_DEV): $(STAMP) requirements-dev.txt requirements-train.txt
+$(STAMP_DEV): $(STAMP) requirements-dev.txt requirements-train.txt requirements-batch.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 

@@ -33,10 +33,8 @@ from cardiacquan.contract import (
     error_line,
     progress_line,
 )
-from cardiacquan.io.files import read_cine, write_cine, write_labels
-from cardiacquan.io.files import read_labels_any as read_labels
-from cardiacquan.io.output_paths import prepare_output_dir, prepare_output_file
-from cardiacquan.io.results import write_outputs
+from cardiacquan.io.files import write_cine, write_labels
+from cardiacquan.io.output_paths import prepare_output_file
 from cardiacquan.models import (
     BACKEND_VARIABLE,
     BACKENDS,
@@ -45,13 +43,13 @@ from cardiacquan.models import (
     load_seg_model,
     sample_cine_path,
 )
-from cardiacquan.pipeline import quantify
 from cardiacquan.segmentation.inference import segment_cine
+from cardiacquan.study import quantify_study, read_input
 from cardiacquan.synthetic.phantom import make_phantom
 
 #: stage packages that bring commands of their own (`add_parsers`).  The Slicer extension
-#: installs runtime code only: there these packages, and so their commands, are absent.
-STAGE_COMMANDS = ("cardiacquan.training.commands", "cardiacquan.evaluation.commands")
+#: installs runtime code only: there training and evaluation, and so their commands, are absent.
+STAGE_COMMANDS = ("cardiacquan.training.commands", "cardiacquan.evaluation.commands", "cardiacquan.batch.commands")
 
 
 def _progress(done, total, message=""):
@@ -67,35 +65,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     _log(f"warning: {message}")
 
 
-def _read_input(path, third_axis_is_time=False, series=None):
-    if not Path(path).exists():
-        raise CardiacQuanError(f"input not found: {path}")
-    return read_cine(path, third_axis_is_time=third_axis_is_time, series=series)
-
-
 def cmd_quantify(args):
     t0 = time.time()
-    prepare_output_dir(args.output, [args.input, args.labels], create=False)   # before any work
-    cine = _read_input(args.input, args.third_axis_is_time, getattr(args, "series", None))
-    cine.validate_for_quantification()      # refuse a single frame, NaN or a constant image before the labels
-    _log(f"read {args.input}: {cine.n_frames} frames x {cine.n_slices} slices of "
-         f"{cine.frame_shape[0]}x{cine.frame_shape[1]} px at {cine.spacing[0]:.3g}x{cine.spacing[1]:.3g} mm")
-    dicom_seg = bool(getattr(args, "dicom_seg", False))
-    if dicom_seg and (cine.metadata or {}).get("format") != "dicom":   # before any work
-        raise CardiacQuanError("--dicom-seg needs a DICOM input (a DICOM folder or file): the DICOM Segmentation "
-                               "references the source images")
-    labels = None
-    if args.labels:
-        if not Path(args.labels).exists():
-            raise CardiacQuanError(f"labels not found: {args.labels}")
-        labels = read_labels(args.labels, cine)
-    elif args.no_network:
-        raise CardiacQuanError("--no-network needs --labels")
-    result = quantify(cine, labels=labels, slices=args.slices, progress=_progress,
-                      use_quan_net=not args.geometry_only, backend=args.backend,
-                      precision=args.precision)
-    out = write_outputs(result, args.output, input_path=args.input, figures=not args.no_figures,
-                        dicom_seg=dicom_seg, bullseye=True if args.bullseye else None)
+    result, out = quantify_study(args.input, args.output, labels_path=args.labels, slices=args.slices,
+                                 third_axis_is_time=args.third_axis_is_time, series=getattr(args, "series", None),
+                                 no_network=args.no_network, geometry_only=args.geometry_only,
+                                 figures=not args.no_figures, bullseye=True if args.bullseye else None,
+                                 dicom_seg=bool(getattr(args, "dicom_seg", False)), backend=args.backend,
+                                 precision=args.precision, progress=_progress, log=_log)
     _log(f"ED frame {result.ed_frame}, ES frame {result.es_frame}; mid-ventricular slice {result.mid_slice}")
     for w in dict.fromkeys(result.warnings):
         _log(f"warning: {w}")
@@ -105,7 +82,7 @@ def cmd_quantify(args):
 
 def cmd_segment(args):
     prepare_output_file(args.output, [args.input], create=False)   # before any work
-    cine = _read_input(args.input, args.third_axis_is_time, getattr(args, "series", None))
+    cine = read_input(args.input, args.third_axis_is_time, getattr(args, "series", None))
     cine.validate_for_quantification() if cine.n_frames > 1 else None
     seg = segment_cine(cine, model=load_seg_model(backend=args.backend, precision=args.precision), progress=_progress)
     prepare_output_file(args.output, [args.input])

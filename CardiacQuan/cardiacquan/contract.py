@@ -16,6 +16,9 @@ Output folder (``cardiacquan quantify -o OUTDIR``)
 :data:`OUTPUT_FILES`; ``indices.csv`` has the columns :data:`INDICES_COLUMNS` (name, unit,
 meaning) in that order, ``segments.csv`` the columns :data:`SEGMENTS_COLUMNS` (the AHA 16 segments,
 :data:`AHA_SEGMENTS`); ``summary.json`` the top-level keys :data:`SUMMARY_KEYS`.
+A cohort (``cardiacquan batch INPUTS -o OUTDIR``): those files in ``OUTDIR/<study_id>/`` with
+:data:`BATCH_STAMP`; ``OUTDIR/cohort.csv`` with :data:`COHORT_COLUMNS`, ``failures.csv`` with
+:data:`FAILURE_COLUMNS`.
 
 Exchange files
 --------------
@@ -152,6 +155,53 @@ SUMMARY_KEYS = ("input", "n_frames", "n_slices", "frame_shape", "pixel_spacing_m
                 "software_version", "model", "python")
 #: summary.json keys that describe the run rather than the result (they differ between two runs)
 SUMMARY_PROVENANCE_KEYS = ("input", "software_version", "model", "python")
+
+# --------------------------------------------------------------------------------------
+# a cohort (``cardiacquan batch INPUTS -o OUTDIR``): OUTDIR/<study_id>/ holds the OUTPUT_FILES of
+# each study plus BATCH_STAMP; OUTDIR holds the cohort table and the failures
+# --------------------------------------------------------------------------------------
+COHORT_CSV = "cohort.csv"
+COHORT_PARQUET = "cohort.parquet"
+FAILURES_CSV = "failures.csv"
+#: per study: the input's content fingerprint, the settings and the cohort row (written last)
+BATCH_STAMP = "batch.json"
+#: a manifest CSV: one study per row
+MANIFEST_COLUMNS = ("study_id", "path")
+#: a study's status in the cohort table
+STATUS_QUANTIFIED, STATUS_REUSED, STATUS_FAILED = "quantified", "reused", "failed"
+#: cohort.csv: (column, unit, meaning), in the file's order; empty cells where not measurable
+COHORT_COLUMNS = (
+    ("study_id", "", "Study name (its output folder OUTDIR/<study_id>)"),
+    ("input", "", "The study's input (DICOM folder or file, volume file) as given or found"),
+    ("status", "", "quantified (this run), reused (an earlier run's outputs, input and settings unchanged) "
+                   "or failed (reason in failures.csv and in error)"),
+    ("error", "", "Why a failed study was refused (the CQ-ERROR message)"),
+    ("n_frames", "", "Frames of the cine"),
+    ("n_slices", "", "Slices of the cine"),
+    ("ed_frame", "", "End-diastolic frame of the study (0-based; from the stack's volume when >= 3 slices)"),
+    ("es_frame", "", "End-systolic frame of the study (0-based)"),
+    ("edv_ml", "mL", "LV end-diastolic volume"),
+    ("esv_ml", "mL", "LV end-systolic volume"),
+    ("sv_ml", "mL", "Stroke volume, EDV - ESV"),
+    ("ef_percent", "%", "Ejection fraction, SV / EDV"),
+    ("lv_mass_ed_g", "g", "LV myocardial mass at ED (1.05 g/mL)"),
+    ("mid_slice", "", "Mid-ventricular slice (0-based)"),
+    ("mid_slice_ed_frame", "", "The mid slice's own ED frame (largest cavity area of that slice)"),
+    ("mid_slice_es_frame", "", "The mid slice's own ES frame (smallest cavity area of that slice)"),
+) + tuple(
+    (f"mid_{phase}_{name}", unit, f"{meaning.split(':')[0]} of the mid slice at its {phase.upper()} frame")
+    for phase in ("ed", "es") for name, unit, meaning in INDICES_COLUMNS[4:15]
+) + (
+    ("frames_without_lv", "", "Images (frame, slice) in which the segmentation found no LV"),
+    ("n_warnings", "", "Number of warnings in summary.json"),
+    ("warnings", "", "The warnings of summary.json, separated by ' | '"),
+    ("seconds", "s", "Time the study took on its worker (read, quantify, write)"),
+    ("software_version", "", "cardiacquan version that quantified the study"),
+    ("model_versions", "", "Bundled weights used: file@first 12 hex digits of their SHA-256"),
+)
+COHORT_COLUMN_NAMES = tuple(name for name, _, _ in COHORT_COLUMNS)
+#: failures.csv: one row per refused study
+FAILURE_COLUMNS = ("study_id", "input", "error")
 
 CINE_KEYS = ("image", "spacing", "origins", "direction", "times_ms", "times_known",
              "slice_thickness", "source")

@@ -1,5 +1,6 @@
-"""The one place that imports the heavy frameworks, lazily: ONNX Runtime (what the product runs
-the bundled models on) and Keras on TensorFlow (training, export, the reference backend).
+"""The one place that imports the heavy and the optional frameworks, lazily: ONNX Runtime (what
+the product runs the bundled models on), Keras on TensorFlow (training, export, the reference
+backend), and Dask, tqdm and pyarrow (`cardiacquan batch`: the 'batch' extra).
 
 `import tensorflow` costs about 3.7 s and 550 MB, `import onnxruntime` about 0.15 s and 55 MB;
 neither is imported at module level anywhere, so a command pays only for what it runs.  Keras
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
+
+from cardiacquan import CardiacQuanError
 
 
 def import_keras():
@@ -62,3 +65,38 @@ def import_onnx_quantization():
     """onnxruntime.quantization (building the int8 models)."""
     import onnxruntime.quantization  # lazy on purpose: export-time only
     return onnxruntime.quantization
+
+
+#: what `cardiacquan batch` needs beyond the runtime (the 'batch' extra, requirements-batch.txt)
+BATCH_INSTALL_HINT = "pip install 'cardiacquan[batch]' (or -r requirements-batch.txt)"
+
+
+def import_distributed():
+    """dask.distributed (`cardiacquan batch` only: Client, LocalCluster, as_completed)."""
+    try:
+        import dask  # lazy on purpose: an optional dependency of the batch command only
+        import dask.system
+        import distributed
+    except ImportError as e:
+        raise CardiacQuanError(f"cardiacquan batch needs Dask ({e.name or e} is not installed): "
+                               f"{BATCH_INSTALL_HINT}") from None
+    return dask, distributed
+
+
+def import_tqdm():
+    """tqdm's progress bar, or None where it is not installed (batch progress falls back to lines)."""
+    try:
+        import tqdm  # lazy on purpose: optional
+    except ImportError:
+        return None
+    return tqdm.tqdm
+
+
+def import_pyarrow():
+    """(pyarrow, pyarrow.parquet), or None where pyarrow is not installed (no cohort.parquet then)."""
+    try:
+        import pyarrow  # lazy on purpose: optional
+        import pyarrow.parquet
+    except ImportError:
+        return None
+    return pyarrow, pyarrow.parquet

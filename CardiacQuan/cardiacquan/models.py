@@ -28,6 +28,8 @@ from cardiacquan.quannet.network import QuanNet, custom_layers, sidecar_path
 
 MODEL_DIR_VARIABLE = "CARDIACQUAN_MODEL_DIR"
 BACKEND_VARIABLE = "CARDIACQUAN_BACKEND"
+#: ONNX Runtime's intra-op threads per session (unset: ONNX Runtime's default, one per core)
+THREADS_VARIABLE = "CARDIACQUAN_THREADS"
 BACKENDS = ("onnxruntime", "tensorflow")
 #: precision of the segmentation network's fine pass on ONNX Runtime: fp32 (the default) or int8
 #: (static, per-channel, calibrated on ACDC training patches; figures in seg_model.md)
@@ -106,7 +108,7 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_cpu_mem_arena = False
-        threads = os.environ.get("CARDIACQUAN_THREADS")
+        threads = os.environ.get(THREADS_VARIABLE)
         if threads:
             options.intra_op_num_threads = int(threads)
         try:
