@@ -375,6 +375,9 @@ class Application(Anything):
     def applicationLogic(self):
         return self._appLogic
 
+    def layoutManager(self):
+        return None     # no views without the GUI: the module's view updates are skipped
+
     def moduleManager(self):
         return self._moduleManager
 

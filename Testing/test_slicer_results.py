@@ -341,10 +341,12 @@ def test_module_registers_the_sample_cine_with_sample_data_at_startup(module, mo
     sampleData = types.ModuleType("SampleData")
     sampleData.SampleDataLogic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **k: registered.append(k))
     monkeypatch.setitem(sys.modules, "SampleData", sampleData)
-    app = types.SimpleNamespace(connect=lambda signal, slot: connected.append((signal, slot)),
-                                applicationLogic=lambda: None)
+    import slicer_stubs
+
+    app = slicer_stubs.Application()           # the application stand-in, recording its connections
+    monkeypatch.setattr(app, "connect", lambda signal, slot: connected.append((signal, slot)), raising=False)
     monkeypatch.setattr(slicer, "app", app, raising=False)
-    module.CardiacQuan(types.SimpleNamespace())
+    module.CardiacQuan(types.SimpleNamespace(path=ss.MODULE_FILE))
     assert [s for s, _ in connected] == ["startupCompleted()"]
     connected[0][1]()
     assert len(registered) == 1

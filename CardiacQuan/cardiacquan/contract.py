@@ -81,6 +81,15 @@ FIGURE_FILES = (PHASE_CURVE_PNG, MID_SLICE_PNG, SLICES_PNG, BULLSEYE_PNG)
 OUTPUT_FILES = (INDICES_CSV, SUMMARY_JSON, SEGMENTATION_FILE, SECTORS_FILE, RESULTS_NPZ, SEGMENTS_CSV,
                 REPORT_HTML, DICOM_SEG_FILE) + FIGURE_FILES
 
+
+def outputs_made(figures=True, dicom_seg=False, bullseye=None):
+    """The files of OUTPUT_FILES that a quantification with these options writes; it removes the
+    others an earlier run left (figures and the report without figures, the bull's-eye unless
+    asked for, a DICOM SEG without --dicom-seg)."""
+    made = {BULLSEYE_PNG: figures if bullseye is None else bullseye, DICOM_SEG_FILE: dicom_seg}
+    optional = FIGURE_FILES + (REPORT_HTML, DICOM_SEG_FILE)
+    return tuple(n for n in OUTPUT_FILES if n not in optional or made.get(n, figures))
+
 #: the sample cine both sides offer (`cardiacquan demo`, Slicer's Sample Data module), relative to the
 #: module's Resources folder (cardiacquan.models finds it): a cropped short-axis cine from the
 #: Sunnybrook Cardiac Data (CC0), made by scripts/make_sample_cine.py; attribution in its README.md

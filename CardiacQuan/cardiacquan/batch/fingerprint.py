@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 
-from cardiacquan.contract import BATCH_STAMP, FIGURE_FILES, OUTPUT_FILES
+from cardiacquan.contract import BATCH_STAMP, outputs_made
 
 CHUNK = 1 << 20
 
@@ -61,7 +61,8 @@ def settings_key(settings) -> str:
 
 
 def expected_outputs(figures=True):
-    return [n for n in OUTPUT_FILES if figures or n not in FIGURE_FILES]
+    """What a complete study folder holds (a batch never asks for --dicom-seg)."""
+    return list(outputs_made(figures))
 
 
 def read_stamp(folder):

@@ -16,16 +16,17 @@ from cardiacquan import __version__
 from cardiacquan.contract import (
     BULLSEYE_PNG,
     DICOM_SEG_FILE,
-    FIGURE_FILES,
     INDEX_NAMES,
     INDICES_COLUMN_NAMES,
     INDICES_CSV,
+    OUTPUT_FILES,
     REPORT_HTML,
     RESULTS_NPZ,
     SECTORS_FILE,
     SEGMENTS_CSV,
     SEGMENTATION_FILE,
     SUMMARY_JSON,
+    outputs_made,
     save_results_npz,
 )
 from cardiacquan.io.output_paths import prepare_output_dir, staged_output_dir
@@ -146,8 +147,8 @@ def write_outputs(result, outdir, input_path=None, figures=True, dicom_seg=False
     bullseye = figures if bullseye is None else bullseye
     # outputs of an earlier run that this one does not make would sit beside results they do not
     # show: figures and the report (which shows them) without figures, a SEG without --dicom-seg
-    made = {BULLSEYE_PNG: bullseye, DICOM_SEG_FILE: dicom_seg}     # the rest comes with the figures
-    stale = tuple(f for f in FIGURE_FILES + (REPORT_HTML, DICOM_SEG_FILE) if not made.get(f, figures))
+    made = outputs_made(figures, dicom_seg, bullseye)
+    stale = tuple(n for n in OUTPUT_FILES if n not in made)
     with staged_output_dir(outdir, remove=stale) as stage:
         write_indices_csv(result, stage / INDICES_CSV)
         write_segments_csv(result, stage / SEGMENTS_CSV)
