@@ -56,6 +56,20 @@ def load_module():
     return module
 
 
+def load_module_or_skip():
+    """The module file, loaded as in the tests, or skip the calling test saying what is missing
+    (slicer-core, or Slicer's Python layer in ../shared: a user's clone has no ../shared)."""
+    import pytest
+
+    ok, reason = slicer_core_available()
+    if not ok:
+        pytest.skip(reason)
+    try:
+        return load_module()
+    except FrameworkMissing as e:
+        pytest.skip(str(e))
+
+
 class SlicerScene:
     """A scene plus the application and module logics, as in Slicer."""
 

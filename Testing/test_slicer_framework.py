@@ -31,13 +31,7 @@ UI_FILE = os.path.join(ss.MODULE_DIR, "Resources", "UI", "CardiacQuan.ui")
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def module():
-    ok, reason = ss.slicer_core_available()
-    if not ok:
-        pytest.skip(reason)
-    try:
-        return ss.load_module()
-    except ss.FrameworkMissing as e:
-        pytest.skip(str(e))
+    return ss.load_module_or_skip()
 
 
 @pytest.fixture

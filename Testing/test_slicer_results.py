@@ -27,10 +27,7 @@ TERMINOLOGIES = os.path.join(ss.REPO, "..", "shared", "slicer-python", "terminol
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def module():
-    ok, reason = ss.slicer_core_available()
-    if not ok:
-        pytest.skip(reason)
-    return ss.load_module()
+    return ss.load_module_or_skip()
 
 
 @pytest.fixture(scope="module")
