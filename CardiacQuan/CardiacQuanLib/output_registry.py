@@ -32,6 +32,12 @@ class Role:
     FRAMES_SEQUENCE = "frames-sequence"    # the frames of a 4-D volume, copied into a sequence
 
 
+#: the CardiacQuanOutputs field that holds the one node of each role (series and proxies aside)
+ROLE_FIELDS = {Role.SEGMENTATION_SEQUENCE: "segmentationSequence", Role.SECTORS_SEQUENCE: "sectorsSequence",
+               Role.INDICES_TABLE: "indicesTable", Role.CURVES_TABLE: "curvesTable", Role.CHART: "chart",
+               Role.SEGMENTS_TABLE: "segmentsTable", Role.BULLSEYE: "bullseye", Role.BROWSER: "browser"}
+
+
 class CardiacQuanOutputs:
     """The nodes of one run (any may be None)."""
 
@@ -125,24 +131,10 @@ def findOutputs(scene, sequencesLogic, node) -> CardiacQuanOutputs:
         role = n.GetAttribute(ROLE_ATTRIBUTE)
         if role is None or inputOf(n) is not owner:
             continue
-        if role == Role.SEGMENTATION_SEQUENCE:
-            out.segmentationSequence = n
-        elif role == Role.SECTORS_SEQUENCE:
-            out.sectorsSequence = n
-        elif role == Role.INDICES_TABLE:
-            out.indicesTable = n
-        elif role == Role.CURVES_TABLE:
-            out.curvesTable = n
-        elif role == Role.CHART:
-            out.chart = n
-        elif role == Role.SEGMENTS_TABLE:
-            out.segmentsTable = n
-        elif role == Role.BULLSEYE:
-            out.bullseye = n
+        if role in ROLE_FIELDS:
+            setattr(out, ROLE_FIELDS[role], n)
         elif role.startswith(Role.SERIES_PREFIX):
             out.series.append(n)
-        elif role == Role.BROWSER:
-            out.browser = n
         elif role in (Role.SEGMENTATION, Role.SECTORS):
             out.leftovers.append(n)
     for seq, attr in ((out.segmentationSequence, "segmentation"), (out.sectorsSequence, "sectors")):
