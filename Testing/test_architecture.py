@@ -22,7 +22,9 @@ LAZY = {"keras": "frameworks", "tensorflow": "frameworks", "onnxruntime": "frame
 OPTIONAL = {"cardiacquan.io.figures": "io.results", "cardiacquan.io.bullseye": "io.results",
             "cardiacquan.io.dicom_seg": "io.results", "nrrd": "io.volume",
             # training data readers: the CLI imports io.datasets with the training/evaluation commands
-            "h5py": "io.datasets", "skimage.draw": "io.datasets"}
+            "h5py": "io.datasets", "skimage.draw": "io.datasets",
+            # the border check of evaluate-seg (scikit-image contours)
+            "cardiacquan.evaluation.edge_alignment": "evaluation.seg"}
 #: what the engine's quantify path must not load at import (the Slicer module's requirements)
 NOT_ON_THE_MODULE_PATH = ("matplotlib", "skimage", "nrrd", "highdicom", "h5py")
 MAX_LINES = 500

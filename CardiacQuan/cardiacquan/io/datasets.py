@@ -165,3 +165,32 @@ def read_sunnybrook_contours(contour_dir, cine: Cine):
     cavity = masks["i"]
     myocardium = {k: o & ~cavity[k] for k, o in masks["o"].items() if k in cavity}
     return cavity, myocardium
+
+
+# Sunnybrook subjects kept out of training (two per group): a GE yardstick of the cavity border
+# beside the full-cycle study, which is never trained on either.
+SUNNYBROOK_ENDO_HELD_OUT = ("SC-HF-I-12", "SC-HF-I-40", "SC-HF-NI-34", "SC-HF-NI-36",
+                            "SC-HYP-38", "SC-HYP-40", "SC-N-11", "SC-N-40")
+SUNNYBROOK_FRAMES = 20   # phases per slice in the Sunnybrook studies: InstanceNumber = 20 * slice + phase + 1
+
+
+def sunnybrook_endo_subjects(folder, held_out: bool):
+    """Paths of the `sunnybrook-endo` subjects for training (held_out=False) or validation."""
+    paths = sorted(glob.glob(os.path.join(os.fspath(folder), "SC-*.h5")))
+    if not paths:
+        raise CardiacQuanError(f"{folder}: no SC-*.h5 subjects (the sunnybrook-endo layout)")
+    return [p for p in paths if (os.path.basename(p)[:-3] in SUNNYBROOK_ENDO_HELD_OUT) == held_out]
+
+
+def read_sunnybrook_endo_h5(path):
+    """(image float32 (N,R,C), cavity bool (N,R,C), slice (N,), phase (N,)) of one subject.
+
+    Only the LV cavity is labelled there: 0 means myocardium, RV or background alike."""
+    import h5py   # optional (training only)
+    try:
+        with h5py.File(os.fspath(path), "r") as h:
+            image, cavity = np.asarray(h["image"], np.float32), np.asarray(h["cavity"]) > 0
+            instance = np.asarray(h["instance"], int)
+    except (OSError, KeyError) as e:
+        raise CardiacQuanError(f"cannot read {os.path.basename(os.fspath(path))} as a sunnybrook-endo subject: {e}")
+    return image, cavity, (instance - 1) // SUNNYBROOK_FRAMES, (instance - 1) % SUNNYBROOK_FRAMES

@@ -12,6 +12,7 @@ from __future__ import annotations
 from cardiacquan.frameworks import import_keras
 
 N_CLASSES = 4          # background, RV cavity, LV myocardium, LV cavity
+NOT_LV_CAVITY = 4      # training label of partially labelled images: background, RV or myocardium
 PATCH = 160            # pixels per side of the training / fine-pass patch
 WORK_SPACING_MM = 1.25  # pixel size the network works at (200 mm field of view per patch)
 FILTERS = (16, 32, 64, 128)
@@ -60,14 +61,24 @@ def build_seg_model(filters=FILTERS, n_classes=N_CLASSES):
 
 
 def dice_ce_loss(y_true, y_pred):
-    """Cross-entropy plus soft Dice over the three foreground classes (labels as integers)."""
+    """Cross-entropy plus soft Dice over the three foreground classes (labels as integers).
+
+    Partial labels (marginal loss; Shi et al., "Marginal loss and exclusion loss for partially
+    supervised multi-organ segmentation", MedIA 2021): a pixel labelled NOT_LV_CAVITY is
+    scored on the merged probability of the three other classes, and counts for the LV cavity's
+    Dice but not the RV's or the myocardium's.  On fully labelled batches this is the plain loss.
+    """
     ops = import_keras().ops
     y_true = ops.cast(ops.squeeze(y_true, -1), "int32")
-    onehot = ops.one_hot(y_true, N_CLASSES)
+    onehot = ops.one_hot(y_true, N_CLASSES + 1)[..., :N_CLASSES]   # all zero on partial pixels
+    partial = ops.cast(ops.equal(y_true, NOT_LV_CAVITY), y_pred.dtype)
     y_pred = ops.clip(y_pred, 1e-7, 1.0)
-    ce = -ops.mean(ops.sum(onehot * ops.log(y_pred), axis=-1))
+    not_lv = ops.clip(1.0 - y_pred[..., 3], 1e-7, 1.0)
+    ce = -ops.mean(ops.sum(onehot * ops.log(y_pred), axis=-1) + partial * ops.log(not_lv))
     axes = (0, 1, 2)
+    known = (1.0 - partial)[..., None] * ops.ones_like(y_pred)
+    known = ops.concatenate([known[..., :3], ops.ones_like(y_pred[..., 3:])], axis=-1)
     inter = ops.sum(onehot * y_pred, axis=axes)
-    denom = ops.sum(onehot, axis=axes) + ops.sum(y_pred, axis=axes)
+    denom = ops.sum(onehot, axis=axes) + ops.sum(y_pred * known, axis=axes)
     dice = (2.0 * inter + 1.0) / (denom + 1.0)
     return ce + (1.0 - ops.mean(dice[1:]))

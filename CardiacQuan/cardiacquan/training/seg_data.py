@@ -14,15 +14,18 @@ from pathlib import Path
 import numpy as np
 
 from cardiacquan import CardiacQuanError
-from cardiacquan.io.datasets import acdc_assumed_spacing, read_acdc_h5
+from cardiacquan.contract import LV_CAVITY
+from cardiacquan.io.datasets import (acdc_assumed_spacing, read_acdc_h5, read_sunnybrook_endo_h5,
+                                     sunnybrook_endo_subjects)
 from cardiacquan.segmentation.intensity import normalize_intensity
+from cardiacquan.segmentation.network import NOT_LV_CAVITY
 
 CONTEXT_MM = 90.0  # tissue kept around the heart: more than the 200 mm patch needs around its centre
 
 
-def _crop_to_heart(img, lab, spacing):
+def _crop_to_heart(img, lab, spacing, heart=None):
     """Keep the heart with CONTEXT_MM of surroundings; halves the data, keeps what training samples."""
-    rows, cols = np.nonzero(lab)
+    rows, cols = np.nonzero(lab if heart is None else heart)
     if rows.size == 0:
         return img, lab
     m = int(round(CONTEXT_MM / spacing))
@@ -31,8 +34,29 @@ def _crop_to_heart(img, lab, spacing):
     return img[r0:r1, c0:c1], lab[r0:r1, c0:c1]
 
 
-def pack_acdc(acdc_dir, out_path, log=print, with_validation=True):
-    """Write train slices (and validation stacks) of `acdc_dir` into `out_path` (.npz)."""
+def _pack_partial(folder, log):
+    """The sunnybrook-endo training subjects as partially labelled slices: LV cavity where the
+    readers drew it, NOT_LV_CAVITY elsewhere (myocardium, RV and background are not told apart)."""
+    imgs, labs, shapes, spacing = [], [], [], []
+    subjects = sunnybrook_endo_subjects(folder, held_out=False)
+    for path in subjects:
+        image, cavity, _, _ = read_sunnybrook_endo_h5(path)
+        for img, cav in zip(image, cavity):
+            sp = acdc_assumed_spacing(img.shape)     # also unknown here: Sunnybrook is 1.25-1.45 mm
+            lab = np.where(cav, LV_CAVITY, NOT_LV_CAVITY).astype(np.uint8)
+            img, lab = _crop_to_heart(normalize_intensity(img), lab, sp, heart=cav)
+            imgs.append((img * 255 + 0.5).astype(np.uint8).ravel())
+            labs.append(lab.ravel())
+            shapes.append(img.shape)
+            spacing.append(sp)
+    log(f"packed {len(shapes)} partially labelled frames of {len(subjects)} sunnybrook-endo subjects")
+    return {"partial_image": np.concatenate(imgs), "partial_label": np.concatenate(labs),
+            "partial_shape": np.array(shapes), "partial_spacing": np.array(spacing)}
+
+
+def pack_acdc(acdc_dir, out_path, log=print, with_validation=True, sunnybrook_endo=None):
+    """Write train slices (and validation stacks) of `acdc_dir`, and the partially labelled
+    training subjects of `sunnybrook_endo` if given, into `out_path` (.npz)."""
     acdc_dir = Path(acdc_dir)
     names = [n.strip() for n in (acdc_dir / "train_slices.list").read_text().split() if n.strip()]
     imgs, labs, shapes, spacing, patient, phase = [], [], [], [], [], []
@@ -61,6 +85,7 @@ def pack_acdc(acdc_dir, out_path, log=print, with_validation=True):
         vlabs.append(lab.ravel())
         vshapes.append(img.shape)
         vnames.append(name)
+    partial = _pack_partial(sunnybrook_endo, log) if sunnybrook_endo else {}
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         out_path,
@@ -70,6 +95,7 @@ def pack_acdc(acdc_dir, out_path, log=print, with_validation=True):
         val_image=np.concatenate(vimgs) if vimgs else np.zeros(0, np.uint8),
         val_label=np.concatenate(vlabs) if vlabs else np.zeros(0, np.uint8),
         val_shape=np.array(vshapes).reshape(-1, 3), val_name=np.array(vnames, dtype=str),
+        **partial,
     )
     log(f"wrote {out_path}: {len(names)} training slices, {len(vnames)} validation stacks")
 
@@ -109,4 +135,15 @@ def load_packed(path):
         "val_images": [a.astype(np.float32) / 255.0 for a in _split(d["val_image"], vshape)],
         "val_labels": _split(d["val_label"], vshape),
         "val_names": [str(n) for n in d["val_name"]],
+        **_load_partial(d),
     }
+
+
+def _load_partial(d):
+    """Partially labelled slices (sunnybrook-endo), or empty lists in a file packed without them."""
+    if "partial_shape" not in d:
+        return {"partial_images": [], "partial_labels": [], "partial_spacing": np.zeros(0)}
+    shapes = [tuple(s) for s in d["partial_shape"]]
+    return {"partial_images": [a.astype(np.float32) / 255.0 for a in _split(d["partial_image"], shapes)],
+            "partial_labels": _split(d["partial_label"], shapes),
+            "partial_spacing": d["partial_spacing"].astype(float)}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cardiacquan import CardiacQuanError
 from cardiacquan.cli_args import positive_float, positive_int
 from cardiacquan.frameworks import import_keras
 from cardiacquan.io.output_paths import prepare_output_file
@@ -35,13 +36,14 @@ def _init_worker(packed_path):
 
 
 def _make_batch(args):
-    seed, batch = args
+    seed, batch, partial_fraction = args
     rng = np.random.default_rng(seed)
-    n = len(_DATA["train_images"])
+    n, n_partial = len(_DATA["train_images"]), len(_DATA["partial_images"])
     xs, ys = [], []
     for _ in range(batch):
-        i = int(rng.integers(n))
-        x, y = random_patch(_DATA["train_images"][i], _DATA["train_labels"][i], _DATA["train_spacing"][i], rng)
+        kind = "partial" if n_partial and rng.random() < partial_fraction else "train"
+        i = int(rng.integers(n_partial if kind == "partial" else n))
+        x, y = random_patch(_DATA[f"{kind}_images"][i], _DATA[f"{kind}_labels"][i], _DATA[f"{kind}_spacing"][i], rng)
         xs.append(x)
         ys.append(y)
     return np.stack(xs)[..., None], np.stack(ys)[..., None]
@@ -63,25 +65,38 @@ def prefetch(pool, fn, args_iter, depth):
 
 
 def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_minutes=None,
-          steps_per_epoch=250, log=print):
+          steps_per_epoch=250, log=print, init=None, partial_fraction=0.0, checkpoint_dir=None,
+          checkpoint_minutes=15.0):
     """Train and save to `out`. An epoch is `steps_per_epoch` steps: the learning rate follows a
     cosine over the planned epochs and, with `max_minutes`, the plan is re-fitted after every
     epoch to the time left, so a CPU run ends on time with a fully annealed rate. On 2 CPU cores
-    keep epochs short (the CLI's default, 20 steps) so the plan and the log keep up."""
+    keep epochs short (the CLI's default, 20 steps) so the plan and the log keep up.
+
+    init: start from these weights (fine-tuning; the rate warms up over the first 3 epochs,
+    since the optimiser's moments start afresh). checkpoint_dir: every `checkpoint_minutes`
+    and at the end, the weights and `state.json` (steps done so far, over all runs) go there,
+    so a run cut off or a later run (`--resume`) continues from them with fresh patches."""
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
     steps_per_epoch = max(1, min(steps_per_epoch, steps))
+    state = read_checkpoint_state(checkpoint_dir)
+    done_before = state["steps_done"]
+    state["runs"].append({"started": time.strftime("%Y-%m-%d %H:%M"), "init": str(init) if init else None,
+                          "lr": lr, "batch": batch, "partial_fraction": partial_fraction, "seed": seed})
     ctx = mp.get_context("fork")
     pool = ctx.Pool(workers, initializer=_init_worker, initargs=(str(packed),))
-    seeds = ((seed * 10_000_000 + k, batch) for k in range(steps + 10))
+    seeds = ((seed * 10_000_000 + done_before + k, batch, partial_fraction) for k in range(steps + 10))
     batches = prefetch(pool, _make_batch, seeds, depth=2 * workers + 2)
 
     keras = import_keras()
 
     keras.utils.set_random_seed(seed)
     model = build_seg_model()
+    if init is not None:
+        model.set_weights(keras.saving.load_model(init, compile=False).get_weights())
+        log(f"starting from {init} ({done_before} steps done before)")
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=dice_ce_loss, jit_compile=True)
     log(f"backend={keras.backend.backend()} params={model.count_params()} steps={steps} batch={batch} "
-        f"workers={workers}")
+        f"workers={workers} partial_fraction={partial_fraction} lr={lr}")
 
     def gen():
         for xb, yb in batches:
@@ -97,7 +112,8 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
 
         def on_epoch_begin(self, epoch, logs=None):
             frac = min(epoch / max(plan["epochs"], 1), 1.0)
-            self.model.optimizer.learning_rate.assign(lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * frac))))
+            warm = min(1.0, (epoch + 1) / 3) if init is not None else 1.0
+            self.model.optimizer.learning_rate.assign(warm * lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * frac))))
 
         def on_epoch_end(self, epoch, logs=None):
             el = time.time() - start
@@ -115,16 +131,33 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
                     log(f"{per_epoch:.1f}s per epoch: planning {plan['epochs']} epochs to end within {max_minutes} min")
             if epoch + 1 >= plan["epochs"]:
                 self.model.stop_training = True
-            elif (epoch + 1) % 10 == 0:
+            elif checkpoint_dir and el - self._saved >= 60 * checkpoint_minutes:
+                self._checkpoint(epoch, logs)
+            elif not checkpoint_dir and (epoch + 1) % 10 == 0:
                 save_inference_model(self.model, out)  # a usable model even if the run is cut off
+            self.last = (epoch, logs)
 
+        def _checkpoint(self, epoch, logs):
+            self._saved = time.time() - start
+            state["steps_done"] = done_before + (epoch + 1) * steps_per_epoch
+            state["runs"][-1].update(steps=(epoch + 1) * steps_per_epoch, loss=round(float(logs["loss"]), 4),
+                                     seconds=round(self._saved))
+            save_checkpoint(self.model, checkpoint_dir, state)
+            log(f"checkpoint: {checkpoint_dir} at step {done_before + (epoch + 1) * steps_per_epoch}")
+
+    schedule = Schedule()
+    schedule._saved = 0.0
     model.fit(gen(), steps_per_epoch=steps_per_epoch, epochs=total_epochs, verbose=0,
-              shuffle=False, callbacks=[Schedule()])
+              shuffle=False, callbacks=[schedule])
     pool.terminate()
+    if checkpoint_dir:
+        schedule._checkpoint(*schedule.last)
     out = Path(out)
     save_inference_model(model, out)
-    meta = {"planned_steps": steps, "epochs_run": plan["epochs"], "steps_per_epoch": steps_per_epoch, "batch": batch, "lr": lr, "seed": seed, "backend": keras.backend.backend(),
-            "train_seconds": round(time.time() - start, 1)}
+    meta = {"planned_steps": steps, "epochs_run": plan["epochs"], "steps_per_epoch": steps_per_epoch, "batch": batch,
+            "lr": lr, "seed": seed, "backend": keras.backend.backend(), "train_seconds": round(time.time() - start, 1),
+            "init": str(init) if init else None, "steps_done_before": done_before,
+            "partial_fraction": partial_fraction}
     out.with_suffix(".train.json").write_text(json.dumps(meta, indent=2))
     log(f"saved {out} after {time.time() - start:.0f}s")
     export_seg_model(out, log=log)            # the files the product runs
@@ -139,6 +172,28 @@ def save_inference_model(model, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     keras.saving.save_model(fresh, path)
+
+
+CHECKPOINT_STATE = "state.json"
+
+
+def read_checkpoint_state(folder):
+    """The checkpoint's record ({"steps_done": 0, "runs": []} where there is none yet)."""
+    path = Path(folder) / CHECKPOINT_STATE if folder else None
+    if path is None or not path.is_file():
+        return {"steps_done": 0, "runs": []}
+    return json.loads(path.read_text())
+
+
+def save_checkpoint(model, folder, state):
+    """Weights (no optimiser state: 6.6 MB, small enough to commit) and the run record; the
+    weights are written beside the previous checkpoint and then moved over it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ("partial-" + SEG_MODEL_FILE)
+    save_inference_model(model, tmp)
+    tmp.replace(folder / SEG_MODEL_FILE)
+    (folder / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2) + "\n")
 
 
 def add_train_seg_parser(sub):
@@ -156,6 +211,16 @@ def add_train_seg_parser(sub):
                    help="end within this many minutes (the schedule is fitted to it)")
     p.add_argument("--steps-per-epoch", type=positive_int, default=20,
                    help="steps between log lines and schedule updates (GPU script: 250)")
+    p.add_argument("--sunnybrook-endo", default=None,
+                   help="sunnybrook-endo folder: its training subjects are added with partial (cavity) labels")
+    p.add_argument("--partial-fraction", type=float, default=0.4,
+                   help="share of patches drawn from the partially labelled subjects (with --sunnybrook-endo)")
+    p.add_argument("--init", default=None, help="start from these weights (.keras), e.g. the bundled model")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="save weights and state.json here every --checkpoint-minutes and at the end")
+    p.add_argument("--checkpoint-minutes", type=positive_float, default=15.0)
+    p.add_argument("--resume", default=None,
+                   help="checkpoint folder to continue from (its weights; its steps count on; checkpoints go back there)")
     p.add_argument("--log", default=None, help="also append the log to this file")
     p.add_argument("--background", action="store_true", help="run detached; the log goes to --log "
                                                              "(default work_local/train_seg.log)")
@@ -172,10 +237,18 @@ def _cli(args):
         check_packed(packed)                      # a bad file fails here, once, not in every worker
     if packed is None or not Path(packed).exists():
         packed = packed or str(Path(args.out).with_suffix(".acdc.npz"))
-        pack_acdc(args.acdc, packed, with_validation=False, log=log)
+        pack_acdc(args.acdc, packed, with_validation=False, sunnybrook_endo=args.sunnybrook_endo, log=log)
     if args.pack_only:
         return 0
+    init, checkpoint_dir = args.init, args.checkpoint_dir
+    if args.resume:
+        init = Path(args.resume) / SEG_MODEL_FILE
+        if not init.is_file():
+            raise CardiacQuanError(f"--resume {args.resume}: no {SEG_MODEL_FILE} there to continue from")
+        checkpoint_dir = checkpoint_dir or args.resume
     train(packed, args.out, steps=args.steps, batch=args.batch, lr=args.lr, workers=args.workers,
           seed=args.seed, max_minutes=args.max_minutes,
-          steps_per_epoch=args.steps_per_epoch, log=log)
+          steps_per_epoch=args.steps_per_epoch, log=log, init=init,
+          partial_fraction=args.partial_fraction if args.sunnybrook_endo or args.packed else 0.0,
+          checkpoint_dir=checkpoint_dir, checkpoint_minutes=args.checkpoint_minutes)
     return 0

@@ -1,0 +1,149 @@
+"""Training the segmentation network across vendors: partial labels, domain randomisation,
+checkpoints that a later run continues from, and the held-out GE yardstick."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import shared_path
+from cardiacquan.contract import LV_CAVITY
+from cardiacquan.synthetic.phantom import make_phantom
+from cardiacquan.segmentation.network import NOT_LV_CAVITY
+from cardiacquan.training import seg_augment
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = dict(os.environ, PYTHONPATH=os.path.join(REPO, "CardiacQuan"), TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def _loss(labels, probs):
+    from cardiacquan.segmentation.network import dice_ce_loss
+    return float(dice_ce_loss(np.asarray(labels)[..., None].astype(np.int32), np.asarray(probs, np.float32)))
+
+
+def _old_loss(labels, probs):
+    """The loss before partial labels, in numpy: it must not change on fully labelled batches."""
+    onehot = np.eye(4)[labels]
+    p = np.clip(probs, 1e-7, 1.0)
+    ce = -np.mean(np.sum(onehot * np.log(p), -1))
+    inter = (onehot * p).sum((0, 1, 2))
+    dice = (2 * inter + 1) / (onehot.sum((0, 1, 2)) + p.sum((0, 1, 2)) + 1)
+    return ce + 1 - dice[1:].mean()
+
+
+def test_partial_labels_score_only_what_they_say():
+    rng = np.random.default_rng(0)
+    full = rng.integers(0, 4, (2, 16, 16))
+    probs = rng.dirichlet(np.ones(4), (2, 16, 16))
+    assert _loss(full, probs) == pytest.approx(_old_loss(full, probs), rel=1e-5)
+
+    partial = np.where(full == LV_CAVITY, LV_CAVITY, NOT_LV_CAVITY)
+    # how the network splits "not cavity" among background, RV and myocardium is not scored ...
+    shuffled = probs.copy()
+    unknown = partial == NOT_LV_CAVITY
+    shuffled[unknown, :3] = probs[unknown, :3][:, rng.permutation(3)]
+    assert _loss(partial, shuffled) == pytest.approx(_loss(partial, probs), rel=1e-5)
+    # ... but cavity where the readers say "not cavity" is
+    worse = probs.copy()
+    worse[..., 3] = np.where(partial == NOT_LV_CAVITY, 0.9, probs[..., 3])
+    worse[..., :3] *= ((1 - worse[..., 3]) / probs[..., :3].sum(-1))[..., None]
+    assert _loss(partial, worse) > _loss(partial, probs) + 0.1
+
+
+def test_partially_labelled_patches_are_padded_as_unknown_not_background():
+    img = np.random.default_rng(1).random((120, 120)).astype(np.float32)
+    lab = np.full(img.shape, NOT_LV_CAVITY, np.uint8)
+    lab[5:30, 5:30] = LV_CAVITY                          # cavity near the corner: the patch leaves the image
+    for seed in range(6):
+        x, y = seg_augment.random_patch(img, lab, 1.4, np.random.default_rng(seed))
+        assert set(np.unique(y)) <= {LV_CAVITY, NOT_LV_CAVITY}
+        assert np.isfinite(x).all() and x.shape == (160, 160)
+
+
+def test_domain_randomisation_never_inverts_contrast():
+    ph = make_phantom(seed=2, n_frames=2, size=(160, 160), spacing=1.25)
+    x = np.clip(ph.cine.image[0, 0] / ph.cine.image.max(), 0, 1).astype(np.float32)
+    blood = ph.labels[0, 0] == LV_CAVITY
+    muscle = ph.labels[0, 0] == 2
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        ramp = np.linspace(0, 1, 101)
+        assert np.all(np.diff(seg_augment._monotone_curve(ramp, rng)) >= -1e-12)
+        g = seg_augment._random_conv_net(x, rng)
+        assert g[blood].mean() > g[muscle].mean(), "bright blood stays brighter than myocardium"
+        k = seg_augment._kspace_truncation(x, rng)
+        assert k.shape == x.shape and k[blood].mean() > k[muscle].mean()
+        a = seg_augment.augment_intensity(x, rng)
+        assert a.dtype == np.float32 and np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1.5
+
+
+def _write_endo_subject(path, n=2, size=96, seed=0):
+    import h5py
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    cav = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < 15 ** 2).astype(np.uint8)
+    image = (rng.random((n, size, size)) * 60 + 150 * cav).astype(np.uint8)
+    with h5py.File(path, "w") as h:
+        h["image"], h["cavity"] = image, np.repeat(cav[None], n, 0)
+        h["instance"], h["series"] = np.array([7, 20][:n]), np.ones(n, int)
+
+
+def _packed_with_partial(tmp_path):
+    from cardiacquan.training.seg_data import _load_partial, _pack_partial
+    endo = tmp_path / "endo"
+    endo.mkdir()
+    _write_endo_subject(endo / "SC-N-02.h5")
+    _write_endo_subject(endo / "SC-N-40.h5", seed=1)     # held out: never packed for training
+    partial = _pack_partial(endo, log=lambda *a: None)
+    ph = make_phantom(seed=3, n_frames=2, size=(128, 128), spacing=1.5)
+    imgs = [(np.clip(ph.cine.image[t, 0] / ph.cine.image.max(), 0, 1) * 255).astype(np.uint8) for t in range(2)]
+    labs = [ph.labels[t, 0].astype(np.uint8) for t in range(2)]
+    packed = tmp_path / "tiny.npz"
+    np.savez_compressed(packed, train_image=np.concatenate([a.ravel() for a in imgs]),
+                        train_label=np.concatenate([a.ravel() for a in labs]),
+                        train_shape=np.array([a.shape for a in imgs]), train_spacing=np.array([1.5, 1.5]),
+                        train_patient=np.array([1, 1]), train_phase=np.array([0, 1]),
+                        val_image=np.zeros(0, np.uint8), val_label=np.zeros(0, np.uint8),
+                        val_shape=np.zeros((0, 3), int), val_name=np.array([], dtype=str), **partial)
+    return packed, _load_partial(np.load(packed))
+
+
+def test_partial_subjects_are_packed_without_the_held_out_ones(tmp_path):
+    _, partial = _packed_with_partial(tmp_path)
+    assert len(partial["partial_images"]) == 2                  # SC-N-02's two frames; SC-N-40 held out
+    for lab in partial["partial_labels"]:
+        assert set(np.unique(lab)) == {LV_CAVITY, NOT_LV_CAVITY}
+
+
+def test_a_run_checkpoints_and_the_next_run_continues_from_it(tmp_path):
+    packed, _ = _packed_with_partial(tmp_path)
+    ckpt = tmp_path / "ckpt"
+    base = [sys.executable, "-m", "cardiacquan", "train-seg", "--packed", str(packed), "--steps", "2",
+            "--batch", "2", "--workers", "1", "--steps-per-epoch", "1", "--partial-fraction", "0.5"]
+    r = subprocess.run(base + ["-o", str(tmp_path / "a.keras"), "--checkpoint-dir", str(ckpt)],
+                       env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["steps_done"] == 2 and len(state["runs"]) == 1 and (ckpt / "seg_model.keras").is_file()
+    r = subprocess.run(base + ["-o", str(tmp_path / "b.keras"), "--resume", str(ckpt)],
+                       env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "(2 steps done before)" in r.stdout
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["steps_done"] == 4 and [run["steps"] for run in state["runs"]] == [2, 2]
+    r = subprocess.run(base + ["-o", str(tmp_path / "c.keras"), "--resume", str(tmp_path / "nothing")],
+                       env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "no seg_model.keras there to continue from" in r.stderr + r.stdout
+
+
+def test_held_out_sunnybrook_subjects_are_a_yardstick_of_the_cavity_border():
+    from cardiacquan.evaluation.seg import border_offsets, evaluate_sunnybrook_endo
+    folder = shared_path("sunnybrook-endo")
+    pairs = []
+    out = evaluate_sunnybrook_endo(folder, border=pairs, log=lambda *a: None)
+    assert out["all"]["n_frames"] > 100
+    assert out["all"]["dice_per_frame"] > 0.85 and 0.85 < out["all"]["area_ratio"] < 1.1
+    offsets = border_offsets(pairs, "held out", log=lambda *a: None)
+    assert 0 < offsets["reference_px"] < 2 and 0 < offsets["model_px"] < 2
