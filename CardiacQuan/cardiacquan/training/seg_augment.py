@@ -75,6 +75,8 @@ def _kspace_truncation(x, rng):
         keep[int(rng.integers(2))] = 1.0          # phase-encode direction only
     mask = np.ones_like(x)
     for ax, frac in enumerate(keep):
+        if frac >= 1.0:
+            continue
         n = x.shape[ax]
         half = int(round(frac * n / 2))
         m = np.zeros(n)

@@ -15,8 +15,8 @@ import numpy as np
 
 from cardiacquan import CardiacQuanError
 from cardiacquan.contract import LV_CAVITY
-from cardiacquan.io.datasets import (acdc_assumed_spacing, read_acdc_h5, read_sunnybrook_endo_h5,
-                                     sunnybrook_endo_subjects)
+from cardiacquan.io.datasets import (SUNNYBROOK_ENDO_HELD_OUT, acdc_assumed_spacing, read_acdc_h5,
+                                     read_sunnybrook_endo_h5, sunnybrook_endo_subjects)
 from cardiacquan.segmentation.intensity import normalize_intensity
 from cardiacquan.segmentation.network import NOT_LV_CAVITY
 
@@ -37,11 +37,12 @@ def _crop_to_heart(img, lab, spacing, heart=None):
 def _pack_partial(folder, log):
     """The sunnybrook-endo training subjects as partially labelled slices: LV cavity where the
     readers drew it, NOT_LV_CAVITY elsewhere (myocardium, RV and background are not told apart)."""
-    imgs, labs, shapes, spacing = [], [], [], []
+    imgs, labs, shapes, spacing, names = [], [], [], [], []
     subjects = sunnybrook_endo_subjects(folder, held_out=False)
     for path in subjects:
         image, cavity, _, _ = read_sunnybrook_endo_h5(path)
         for img, cav in zip(image, cavity):
+            names.append(Path(path).stem)
             sp = acdc_assumed_spacing(img.shape)     # also unknown here: Sunnybrook is 1.25-1.45 mm
             lab = np.where(cav, LV_CAVITY, NOT_LV_CAVITY).astype(np.uint8)
             img, lab = _crop_to_heart(normalize_intensity(img), lab, sp, heart=cav)
@@ -51,7 +52,8 @@ def _pack_partial(folder, log):
             spacing.append(sp)
     log(f"packed {len(shapes)} partially labelled frames of {len(subjects)} sunnybrook-endo subjects")
     return {"partial_image": np.concatenate(imgs), "partial_label": np.concatenate(labs),
-            "partial_shape": np.array(shapes), "partial_spacing": np.array(spacing)}
+            "partial_shape": np.array(shapes), "partial_spacing": np.array(spacing),
+            "partial_subject": np.array(names, dtype=str)}
 
 
 def pack_acdc(acdc_dir, out_path, log=print, with_validation=True, sunnybrook_endo=None):
@@ -118,9 +120,17 @@ def _open_packed(path):
         raise CardiacQuanError(f"{path}: not a packed ACDC file made by `train-seg --pack-only` ({e})")
 
 
-def check_packed(path):
-    """Fail early on a file that is not a packed ACDC set (only its index arrays are read)."""
-    _open_packed(path)
+def check_packed(path) -> int:
+    """Fail early on a file that is not a packed training set, or whose partially labelled frames
+    include a held-out subject (only index arrays are read); -> number of partially labelled frames."""
+    d, _, _ = _open_packed(path)
+    if "partial_shape" not in d:
+        return 0
+    subjects = set(d["partial_subject"]) if "partial_subject" in d else None
+    if subjects is None or subjects & set(SUNNYBROOK_ENDO_HELD_OUT):
+        raise CardiacQuanError(f"{path}: its partially labelled frames are not known to exclude the held-out "
+                               "subjects: pack it again")
+    return len(d["partial_shape"])
 
 
 def load_packed(path):

@@ -147,9 +147,11 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
 
     schedule = Schedule()
     schedule._saved = 0.0
-    model.fit(gen(), steps_per_epoch=steps_per_epoch, epochs=total_epochs, verbose=0,
-              shuffle=False, callbacks=[schedule])
-    pool.terminate()
+    try:
+        model.fit(gen(), steps_per_epoch=steps_per_epoch, epochs=total_epochs, verbose=0,
+                  shuffle=False, callbacks=[schedule])
+    finally:
+        pool.terminate()
     if checkpoint_dir:
         schedule._checkpoint(*schedule.last)
     out = Path(out)
@@ -193,7 +195,9 @@ def save_checkpoint(model, folder, state):
     tmp = folder / ("partial-" + SEG_MODEL_FILE)
     save_inference_model(model, tmp)
     tmp.replace(folder / SEG_MODEL_FILE)
-    (folder / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2) + "\n")
+    tmp_state = folder / ("partial-" + CHECKPOINT_STATE)
+    tmp_state.write_text(json.dumps(state, indent=2) + "\n")
+    tmp_state.replace(folder / CHECKPOINT_STATE)
 
 
 def add_train_seg_parser(sub):
@@ -227,28 +231,47 @@ def add_train_seg_parser(sub):
     p.set_defaults(func=_cli)
 
 
+def _checkpoint_folders(args):
+    """(weights to start from, checkpoint folder): --resume continues in its own folder; a new run
+    never overwrites a folder that already holds someone's checkpoint."""
+    if args.resume:
+        init = Path(args.resume) / SEG_MODEL_FILE
+        if not init.is_file() or not (Path(args.resume) / CHECKPOINT_STATE).is_file():
+            raise CardiacQuanError(f"--resume {args.resume}: no {SEG_MODEL_FILE} and {CHECKPOINT_STATE} there "
+                                   "to continue from")
+        if args.checkpoint_dir and Path(args.checkpoint_dir).resolve() != Path(args.resume).resolve():
+            raise CardiacQuanError("--resume continues in its own folder: leave out --checkpoint-dir")
+        return init, args.resume
+    if args.checkpoint_dir and (Path(args.checkpoint_dir) / CHECKPOINT_STATE).exists():
+        raise CardiacQuanError(f"--checkpoint-dir {args.checkpoint_dir} already holds a checkpoint: continue it "
+                               "with --resume, or choose another folder")
+    return args.init, args.checkpoint_dir
+
+
 def _cli(args):
     if args.background:
         return run_detached("train-seg", args.log or Path("work_local") / "train_seg.log")
     prepare_output_file(args.out, suffix=".keras", create=False)   # before hours of training, not after
     log = timestamped_logger(args.log)
+    if not 0.0 <= args.partial_fraction <= 1.0:
+        raise CardiacQuanError(f"--partial-fraction {args.partial_fraction}: a share, between 0 and 1")
+    init, checkpoint_dir = _checkpoint_folders(args)
     packed = args.packed
     if packed is not None and Path(packed).exists():
         check_packed(packed)                      # a bad file fails here, once, not in every worker
     if packed is None or not Path(packed).exists():
         packed = packed or str(Path(args.out).with_suffix(".acdc.npz"))
         pack_acdc(args.acdc, packed, with_validation=False, sunnybrook_endo=args.sunnybrook_endo, log=log)
+    n_partial = check_packed(packed)
+    if args.sunnybrook_endo and not n_partial:
+        raise CardiacQuanError(f"--packed {packed} was made without --sunnybrook-endo: remove it to pack again, "
+                               "or give another --packed path")
     if args.pack_only:
         return 0
-    init, checkpoint_dir = args.init, args.checkpoint_dir
-    if args.resume:
-        init = Path(args.resume) / SEG_MODEL_FILE
-        if not init.is_file():
-            raise CardiacQuanError(f"--resume {args.resume}: no {SEG_MODEL_FILE} there to continue from")
-        checkpoint_dir = checkpoint_dir or args.resume
+    log(f"{n_partial} partially labelled frames in {packed}")
     train(packed, args.out, steps=args.steps, batch=args.batch, lr=args.lr, workers=args.workers,
           seed=args.seed, max_minutes=args.max_minutes,
           steps_per_epoch=args.steps_per_epoch, log=log, init=init,
-          partial_fraction=args.partial_fraction if args.sunnybrook_endo or args.packed else 0.0,
+          partial_fraction=args.partial_fraction if n_partial else 0.0,
           checkpoint_dir=checkpoint_dir, checkpoint_minutes=args.checkpoint_minutes)
     return 0
