@@ -275,7 +275,7 @@ def test_volumes_skip_frames_with_a_gap_in_the_stack_and_no_lv_is_an_error(phant
     (["train-seg", "--packed", "BAD", "--out", "m.keras", "--steps", "2"], "not a packed ACDC file"),
     (["train-quan", "--data", "BAD", "--out", "q.keras", "--epochs", "1"], "not a prepared data file"),
     (["train-quan", "--prepare-only", "--predict-fn", "no.such:fn", "--data", "NEW"], "cannot import no.such"),
-    (["evaluate-seg"], "give --acdc and/or --sunnybrook"),
+    (["evaluate-seg"], "give --acdc, --sunnybrook and/or --sunnybrook-endo"),
     (["evaluate-seg", "--model", "BAD", "--acdc", "."], "not a Keras model file"),
     (["evaluate", "--set", "phantom", "--model", "SEG"], "beside it"),
 ])
