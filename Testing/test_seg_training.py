@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import shared_path
+from conftest import shared_path, tiny_packed
 from cardiacquan.contract import LV_CAVITY
 from cardiacquan.synthetic.phantom import make_phantom
 from cardiacquan.segmentation.network import NOT_LV_CAVITY
@@ -101,16 +101,7 @@ def _packed_with_partial(tmp_path):
     _write_endo_subject(endo / "SC-N-02.h5")
     _write_endo_subject(endo / "SC-N-40.h5", seed=1)     # held out: never packed for training
     partial = _pack_partial(endo, log=lambda *a: None)
-    ph = make_phantom(seed=3, n_frames=2, size=(128, 128), spacing=1.5)
-    imgs = [(np.clip(ph.cine.image[t, 0] / ph.cine.image.max(), 0, 1) * 255).astype(np.uint8) for t in range(2)]
-    labs = [ph.labels[t, 0].astype(np.uint8) for t in range(2)]
-    packed = tmp_path / "tiny.npz"
-    np.savez_compressed(packed, train_image=np.concatenate([a.ravel() for a in imgs]),
-                        train_label=np.concatenate([a.ravel() for a in labs]),
-                        train_shape=np.array([a.shape for a in imgs]), train_spacing=np.array([1.5, 1.5]),
-                        train_patient=np.array([1, 1]), train_phase=np.array([0, 1]),
-                        val_image=np.zeros(0, np.uint8), val_label=np.zeros(0, np.uint8),
-                        val_shape=np.zeros((0, 3), int), val_name=np.array([], dtype=str), **partial)
+    packed = tiny_packed(tmp_path, **partial)
     return packed, _load_partial(np.load(packed))
 
 

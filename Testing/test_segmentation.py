@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import shared_path
+from conftest import shared_path, tiny_packed
 from cardiacquan.contract import LV_CAVITY, MYOCARDIUM, RV
 from cardiacquan.io.cine import Cine
 from cardiacquan.evaluation.seg import dice
@@ -210,25 +210,10 @@ def test_train_seg_command_trains_and_saves_a_loadable_model(tmp_path):
     assert model.output_shape[-1] == 4
 
 
-def _tiny_packed(tmp_path):
-    """Two phantom frames packed like `train-seg --pack-only` output: training needs no shared data."""
-    ph = make_phantom(seed=3, n_frames=2, size=(128, 128), spacing=1.5)
-    imgs = [(np.clip(ph.cine.image[t, 0] / ph.cine.image.max(), 0, 1) * 255).astype(np.uint8) for t in range(2)]
-    labs = [ph.labels[t, 0].astype(np.uint8) for t in range(2)]
-    packed = tmp_path / "tiny.npz"
-    np.savez_compressed(packed, train_image=np.concatenate([a.ravel() for a in imgs]),
-                        train_label=np.concatenate([a.ravel() for a in labs]),
-                        train_shape=np.array([a.shape for a in imgs]), train_spacing=np.array([1.5, 1.5]),
-                        train_patient=np.array([1, 1]), train_phase=np.array([0, 1]),
-                        val_image=np.zeros(0, np.uint8), val_label=np.zeros(0, np.uint8),
-                        val_shape=np.zeros((0, 3), int), val_name=np.array([], dtype=str))
-    return packed
-
-
 def test_train_seg_in_the_background_writes_a_log_and_a_model(tmp_path):
     """`train-seg --background --log`: detaches, logs with timestamps, ends with a loadable model."""
     import time
-    packed = _tiny_packed(tmp_path)
+    packed = tiny_packed(tmp_path)
     out, log = tmp_path / "seg.keras", tmp_path / "logs" / "train_seg.log"
     r = subprocess.run([sys.executable, "-m", "cardiacquan", "train-seg", "--packed", str(packed), "-o", str(out),
                         "--steps", "2", "--batch", "2", "--workers", "1", "--background", "--log", str(log)],
@@ -250,7 +235,7 @@ def test_train_seg_with_a_time_budget_ends_on_time_with_the_rate_annealed(tmp_pa
     last epochs run at the bottom of the cosine (so a short CPU run still converges)."""
     import re
     out = tmp_path / "seg.keras"
-    r = subprocess.run([sys.executable, "-m", "cardiacquan", "train-seg", "--packed", str(_tiny_packed(tmp_path)),
+    r = subprocess.run([sys.executable, "-m", "cardiacquan", "train-seg", "--packed", str(tiny_packed(tmp_path)),
                         "-o", str(out), "--steps", "100000", "--batch", "2", "--workers", "1",
                         "--steps-per-epoch", "2", "--max-minutes", "0.75"],
                        env=ENV, capture_output=True, text=True, timeout=600)
