@@ -625,7 +625,7 @@ def _sunnybrook_cases(p) -> list:
              ("Sunnybrook RLE lossless", "dicom structure", "ok"), ("Sunnybrook truncated file", "file damage", "refuse"),
              ("Sunnybrook one file", "dicom structure", "ok")]
     if not os.path.isdir(SUNNYBROOK):
-        reason = f"../shared/data not present (user clone): needs sunnybrook/dicoms/SCD0000101"
+        reason = "../shared/data not present (user clone): needs sunnybrook/dicoms/SCD0000101"
         return [Case(n, c, e, [], skip=reason) for n, c, e in names]
     cases = []
     plain = _sb_subset(p("sb_plain"))

@@ -3,7 +3,6 @@
 import argparse
 
 import numpy as np
-import pytest
 
 from cardiacquan.evaluation.quan import format_table, lvquan_table
 from cardiacquan.quannet.fusion import apply_fusion, choose_fusion, source_label

@@ -1,7 +1,6 @@
 """The quantification network: pre-processing (crop, scale, standard orientation, time),
 architecture, save/load, prediction in mm, phase decoding, and a tiny training that learns."""
 import numpy as np
-import pytest
 
 from cardiacquan.synthetic.phantom import make_phantom
 from cardiacquan.models import load_quan_net
@@ -84,11 +83,11 @@ def test_network_shapes_and_the_faithful_variant():
     out = m.predict_on_batch(np.zeros((2, 20, 80, 80, 2), np.float32))
     assert out["indices"].shape == (2, 20, 11) and out["phase"].shape == (2, 20)
     f = build_quan_net(channels=(4, 4, 8), batchnorm=False, cyclic=False, head_units=0)
-    names = [l.__class__.__name__ for l in f.layers]
+    names = [layer.__class__.__name__ for layer in f.layers]
     assert "BatchNormalization" not in names and "CyclicTimePad" not in names
-    conv = [l for l in f.layers if l.__class__.__name__ == "Conv3D"]
-    assert [tuple(l.kernel_size) for l in conv] == [(3, 1, 1), (1, 3, 3)] * 3
-    pools = [l for l in f.layers if l.__class__.__name__ == "MaxPooling3D"]
+    conv = [layer for layer in f.layers if layer.__class__.__name__ == "Conv3D"]
+    assert [tuple(layer.kernel_size) for layer in conv] == [(3, 1, 1), (1, 3, 3)] * 3
+    pools = [layer for layer in f.layers if layer.__class__.__name__ == "MaxPooling3D"]
     assert all(tuple(p.pool_size) == (1, 3, 3) for p in pools)
 
 
@@ -128,7 +127,7 @@ def test_a_tiny_training_learns():
     qn, hist = fit_network(d["x"], d["y_mm"], d["scale_mm"], d["phase"], epochs=6, batch_size=2, lr=3e-3, seed=0,
                            log=logs.append, model_kw=TINY)
     assert hist["loss"][-1] < hist["loss"][0]
-    assert any(l.startswith("epoch 6:") for l in logs)
+    assert any(line.startswith("epoch 6:") for line in logs)
     assert np.all(np.isfinite(qn.norm_std)) and qn.norm_std.shape == (11,)
 
 

@@ -16,7 +16,6 @@ import os
 import py_compile
 import re
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 

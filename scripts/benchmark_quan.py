@@ -78,7 +78,7 @@ def main():
     print(f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs; model: {what}")
     print(f"load weights                  {t_load:7.3f} s (once)")
     print(f"first call (tracing)          {t_first:7.3f} s (once)")
-    print(f"one 20-frame slice:")
+    print("one 20-frame slice:")
     print(f"  pre-processing              {t_prep:7.3f} s")
     print(f"  network alone               {t_net:7.3f} s")
     print(f"  predict_indices (all)       {t_one:7.3f} s")

@@ -288,7 +288,6 @@ def read_dicom_cine(path, series=None) -> Cine:
     key = order_frames(slices, notes)
     slices = equalise_frames(slices, key, notes)
     shared_uid_notes(slices, notes)
-    T, Z = len(slices[0]), len(slices)
     n_files = len({r["source_file"] for s in slices for r in s})
     if series_uid is not None:
         notes.append(f"{os.path.basename(path)} is one image of a series: read the {n_files} file(s) of that "
