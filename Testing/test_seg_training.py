@@ -137,6 +137,44 @@ def test_a_run_checkpoints_and_the_next_run_continues_from_it(tmp_path):
     assert json.loads((ckpt / "state.json").read_text())["steps_done"] == 4, "a refused run changes nothing"
 
 
+def test_distillation_pulls_only_the_fully_labelled_patches_towards_the_teacher():
+    from cardiacquan.training.seg_distill import distillation_loss
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, (2, 8, 8))
+    student = rng.dirichlet(np.ones(4), (2, 8, 8)).astype(np.float32)
+    teacher = rng.dirichlet(np.ones(4), (2, 8, 8)).astype(np.float32)
+
+    def loss(flags, t, weight=2.0):
+        y = np.stack([labels, np.broadcast_to(np.asarray(flags)[:, None, None], labels.shape)], -1)
+        return float(distillation_loss(weight)(y.astype(np.int32), np.concatenate([student, t], -1)))
+
+    assert loss([0, 0], teacher) == pytest.approx(_old_loss(labels, student), abs=1e-5)
+    assert loss([1, 1], student) == pytest.approx(_old_loss(labels, student), abs=1e-5)   # agreeing: no cost
+    kl = (teacher * (np.log(teacher) - np.log(student))).sum(-1)
+    assert loss([1, 0], teacher) == pytest.approx(_old_loss(labels, student) + 2.0 * kl[0].mean(), abs=1e-4)
+
+
+def test_a_distilled_run_saves_the_student_alone(tmp_path):
+    packed, _ = _packed_with_partial(tmp_path)
+    teacher = tmp_path / "teacher.keras"
+    base = [sys.executable, "-m", "cardiacquan", "train-seg", "--packed", str(packed), "--steps", "2",
+            "--batch", "2", "--workers", "1", "--steps-per-epoch", "1", "--partial-fraction", "0.5"]
+    r = subprocess.run(base + ["-o", str(teacher)], env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run(base + ["-o", str(tmp_path / "s.keras"), "--init", str(teacher), "--distill", str(teacher),
+                               "--checkpoint-dir", str(tmp_path / "ckpt")],
+                       env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"distill={teacher}" in r.stdout
+    import keras
+    student = keras.saving.load_model(tmp_path / "s.keras", compile=False)
+    assert student.name == "cardiacquan_seg" and student.input_shape == (None, None, None, 1)
+    assert json.loads((tmp_path / "ckpt" / "state.json").read_text())["runs"][0]["distill"] == str(teacher)
+    r = subprocess.run(base + ["-o", str(tmp_path / "x.keras"), "--distill", str(tmp_path / "none.keras")],
+                       env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "no such model file" in r.stderr + r.stdout
+
+
 def test_held_out_sunnybrook_subjects_are_a_yardstick_of_the_cavity_border():
     from cardiacquan.evaluation.seg import border_offsets, evaluate_sunnybrook_endo
     folder = shared_path("sunnybrook-endo")

@@ -111,8 +111,10 @@ def augment_intensity(x, rng):
     return np.clip(x, 0.0, 1.5).astype(np.float32)
 
 
-def random_patch(img, lab, spacing, rng, patch=PATCH, work_spacing=WORK_SPACING_MM, augment=True):
+def random_patch(img, lab, spacing, rng, patch=PATCH, work_spacing=WORK_SPACING_MM, augment=True, intensity=True):
     """One (image, label) patch pair; `spacing` is the (assumed) isotropic pixel size of img.
+    With intensity=False only the geometry is random (the caller randomises the intensities
+    after keeping the clean patch, e.g. for a teacher network).
 
     A partially labelled image (LV cavity and NOT_LV_CAVITY only) is centred on its cavity and
     padded with NOT_LV_CAVITY: outside the image is unknown there too, not background."""
@@ -130,6 +132,6 @@ def random_patch(img, lab, spacing, rng, patch=PATCH, work_spacing=WORK_SPACING_
     M, o = patch_affine(centre, (spacing, spacing), (patch, patch), work_spacing, angle, flip, scale)
     x = sample_patch(img, M, o, (patch, patch), order=1, cval=0.0)
     y = sample_patch(lab, M, o, (patch, patch), order=0, cval=NOT_LV_CAVITY if partial else 0)
-    if augment:
+    if augment and intensity:
         x = augment_intensity(x, rng)
     return x, y.astype(np.uint8)

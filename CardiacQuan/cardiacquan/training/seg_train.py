@@ -24,7 +24,8 @@ from cardiacquan.models import SEG_MODEL_FILE
 from cardiacquan.segmentation.network import build_seg_model, dice_ce_loss
 from cardiacquan.training.onnx_export import export_seg_model
 from cardiacquan.training.run import run_detached, timestamped_logger
-from cardiacquan.training.seg_augment import random_patch
+from cardiacquan.training.seg_augment import augment_intensity, random_patch
+from cardiacquan.training.seg_distill import distillation_loss, with_teacher
 from cardiacquan.training.seg_data import check_packed, load_packed, pack_acdc
 
 _DATA = {}
@@ -36,17 +37,25 @@ def _init_worker(packed_path):
 
 
 def _make_batch(args):
-    seed, batch, partial_fraction = args
+    """A batch (images, labels); with `clean`, ((images, clean images), labels + distil flag):
+    the same patches before intensity randomisation, for the teacher (seg_distill)."""
+    seed, batch, partial_fraction, clean = args
     rng = np.random.default_rng(seed)
     n, n_partial = len(_DATA["train_images"]), len(_DATA["partial_images"])
-    xs, ys = [], []
+    xs, x0s, ys, flags = [], [], [], []
     for _ in range(batch):
         kind = "partial" if n_partial and rng.random() < partial_fraction else "train"
         i = int(rng.integers(n_partial if kind == "partial" else n))
-        x, y = random_patch(_DATA[f"{kind}_images"][i], _DATA[f"{kind}_labels"][i], _DATA[f"{kind}_spacing"][i], rng)
-        xs.append(x)
+        x0, y = random_patch(_DATA[f"{kind}_images"][i], _DATA[f"{kind}_labels"][i], _DATA[f"{kind}_spacing"][i],
+                             rng, intensity=False)
+        xs.append(augment_intensity(x0, rng))    # same draws as random_patch(..., intensity=True)
+        x0s.append(x0.astype(np.float32))
         ys.append(y)
-    return np.stack(xs)[..., None], np.stack(ys)[..., None]
+        flags.append(np.full_like(y, kind == "train"))
+    x, y = np.stack(xs)[..., None], np.stack(ys)[..., None]
+    if not clean:
+        return x, y
+    return (x, np.stack(x0s)[..., None]), np.concatenate([y, np.stack(flags)[..., None]], axis=-1)
 
 
 def prefetch(pool, fn, args_iter, depth):
@@ -66,7 +75,7 @@ def prefetch(pool, fn, args_iter, depth):
 
 def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_minutes=None,
           steps_per_epoch=250, log=print, init=None, partial_fraction=0.0, checkpoint_dir=None,
-          checkpoint_minutes=15.0):
+          checkpoint_minutes=15.0, distill=None, distill_weight=1.0):
     """Train and save to `out`. An epoch is `steps_per_epoch` steps: the learning rate follows a
     cosine over the planned epochs and, with `max_minutes`, the plan is re-fitted after every
     epoch to the time left, so a CPU run ends on time with a fully annealed rate. On 2 CPU cores
@@ -75,28 +84,35 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
     init: start from these weights (fine-tuning; the rate warms up over the first 3 epochs,
     since the optimiser's moments start afresh). checkpoint_dir: every `checkpoint_minutes`
     and at the end, the weights and `state.json` (steps done so far, over all runs) go there,
-    so a run cut off or a later run (`--resume`) continues from them with fresh patches."""
+    so a run cut off or a later run (`--resume`) continues from them with fresh patches.
+    distill: a frozen teacher model (.keras) whose probabilities on the clean fully labelled
+    patches the network is also pulled towards, `distill_weight` times (seg_distill)."""
     workers = workers or max(1, (os.cpu_count() or 2) - 1)
     steps_per_epoch = max(1, min(steps_per_epoch, steps))
     state = read_checkpoint_state(checkpoint_dir)
     done_before = state["steps_done"]
     state["runs"].append({"started": time.strftime("%Y-%m-%d %H:%M"), "init": str(init) if init else None,
                           "lr": lr, "batch": batch, "partial_fraction": partial_fraction, "seed": seed})
+    if distill:
+        state["runs"][-1].update(distill=str(distill), distill_weight=distill_weight)
     ctx = mp.get_context("fork")
     pool = ctx.Pool(workers, initializer=_init_worker, initargs=(str(packed),))
-    seeds = ((seed * 10_000_000 + done_before + k, batch, partial_fraction) for k in range(steps + 10))
+    seeds = ((seed * 10_000_000 + done_before + k, batch, partial_fraction, bool(distill)) for k in range(steps + 10))
     batches = prefetch(pool, _make_batch, seeds, depth=2 * workers + 2)
 
     keras = import_keras()
 
     keras.utils.set_random_seed(seed)
-    model = build_seg_model()
+    student = build_seg_model()
     if init is not None:
-        model.set_weights(keras.saving.load_model(init, compile=False).get_weights())
+        student.set_weights(keras.saving.load_model(init, compile=False).get_weights())
         log(f"starting from {init} ({done_before} steps done before)")
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=dice_ce_loss, jit_compile=True)
-    log(f"backend={keras.backend.backend()} params={model.count_params()} steps={steps} batch={batch} "
-        f"workers={workers} partial_fraction={partial_fraction} lr={lr}")
+    model = with_teacher(student, distill) if distill else student
+    loss = distillation_loss(distill_weight) if distill else dice_ce_loss
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, jit_compile=True)
+    log(f"backend={keras.backend.backend()} params={student.count_params()} steps={steps} batch={batch} "
+        f"workers={workers} partial_fraction={partial_fraction} lr={lr}"
+        + (f" distill={distill} weight={distill_weight}" if distill else ""))
 
     def gen():
         for xb, yb in batches:
@@ -134,7 +150,7 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
             elif checkpoint_dir and el - self._saved >= 60 * checkpoint_minutes:
                 self._checkpoint(epoch, logs)
             elif not checkpoint_dir and (epoch + 1) % 10 == 0:
-                save_inference_model(self.model, out)  # a usable model even if the run is cut off
+                save_inference_model(student, out)  # a usable model even if the run is cut off
             self.last = (epoch, logs)
 
         def _checkpoint(self, epoch, logs):
@@ -142,7 +158,7 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
             state["steps_done"] = done_before + (epoch + 1) * steps_per_epoch
             state["runs"][-1].update(steps=(epoch + 1) * steps_per_epoch, loss=round(float(logs["loss"]), 4),
                                      seconds=round(self._saved))
-            save_checkpoint(self.model, checkpoint_dir, state)
+            save_checkpoint(student, checkpoint_dir, state)
             log(f"checkpoint: {checkpoint_dir} at step {done_before + (epoch + 1) * steps_per_epoch}")
 
     schedule = Schedule()
@@ -155,15 +171,16 @@ def train(packed, out, steps=8000, batch=24, lr=2e-3, workers=None, seed=1, max_
     if checkpoint_dir:
         schedule._checkpoint(*schedule.last)
     out = Path(out)
-    save_inference_model(model, out)
+    save_inference_model(student, out)
     meta = {"planned_steps": steps, "epochs_run": plan["epochs"], "steps_per_epoch": steps_per_epoch, "batch": batch,
             "lr": lr, "seed": seed, "backend": keras.backend.backend(), "train_seconds": round(time.time() - start, 1),
             "init": str(init) if init else None, "steps_done_before": done_before,
-            "partial_fraction": partial_fraction}
+            "partial_fraction": partial_fraction, "distill": str(distill) if distill else None,
+            "distill_weight": distill_weight if distill else None}
     out.with_suffix(".train.json").write_text(json.dumps(meta, indent=2))
     log(f"saved {out} after {time.time() - start:.0f}s")
     export_seg_model(out, log=log)            # the files the product runs
-    return model
+    return student
 
 
 def save_inference_model(model, path):
@@ -225,6 +242,10 @@ def add_train_seg_parser(sub):
     p.add_argument("--checkpoint-minutes", type=positive_float, default=15.0)
     p.add_argument("--resume", default=None,
                    help="checkpoint folder to continue from (its weights; its steps count on; checkpoints go back there)")
+    p.add_argument("--distill", default=None, metavar="MODEL",
+                   help="frozen teacher (.keras, e.g. the bundled model): on fully labelled patches the "
+                        "network is also pulled towards its probabilities on the clean patch")
+    p.add_argument("--distill-weight", type=positive_float, default=1.0)
     p.add_argument("--log", default=None, help="also append the log to this file")
     p.add_argument("--background", action="store_true", help="run detached; the log goes to --log "
                                                              "(default work_local/train_seg.log)")
@@ -256,6 +277,8 @@ def _cli(args):
     if not 0.0 <= args.partial_fraction <= 1.0:
         raise CardiacQuanError(f"--partial-fraction {args.partial_fraction}: a share, between 0 and 1")
     init, checkpoint_dir = _checkpoint_folders(args)
+    if args.distill and not Path(args.distill).is_file():
+        raise CardiacQuanError(f"--distill {args.distill}: no such model file")
     packed = args.packed
     if packed is not None and Path(packed).exists():
         check_packed(packed)                      # a bad file fails here, once, not in every worker
@@ -273,5 +296,6 @@ def _cli(args):
           seed=args.seed, max_minutes=args.max_minutes,
           steps_per_epoch=args.steps_per_epoch, log=log, init=init,
           partial_fraction=args.partial_fraction if n_partial else 0.0,
-          checkpoint_dir=checkpoint_dir, checkpoint_minutes=args.checkpoint_minutes)
+          checkpoint_dir=checkpoint_dir, checkpoint_minutes=args.checkpoint_minutes,
+          distill=args.distill, distill_weight=args.distill_weight)
     return 0
