@@ -154,6 +154,17 @@ def test_distillation_pulls_only_the_fully_labelled_patches_towards_the_teacher(
     assert loss([1, 0], teacher) == pytest.approx(_old_loss(labels, student) + 2.0 * kl[0].mean(), abs=1e-4)
 
 
+def test_a_teacher_that_is_not_a_segmentation_model_is_refused(tmp_path):
+    import keras
+    from cardiacquan import CardiacQuanError
+    from cardiacquan.segmentation.network import build_seg_model
+    from cardiacquan.training.seg_distill import with_teacher
+    other = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(3, 1)])
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(CardiacQuanError, match="not a segmentation model"):
+        with_teacher(build_seg_model(), tmp_path / "other.keras")
+
+
 def test_a_distilled_run_saves_the_student_alone(tmp_path):
     packed, _ = _packed_with_partial(tmp_path)
     teacher = tmp_path / "teacher.keras"
@@ -170,9 +181,13 @@ def test_a_distilled_run_saves_the_student_alone(tmp_path):
     student = keras.saving.load_model(tmp_path / "s.keras", compile=False)
     assert student.name == "cardiacquan_seg" and student.input_shape == (None, None, None, 1)
     assert json.loads((tmp_path / "ckpt" / "state.json").read_text())["runs"][0]["distill"] == str(teacher)
-    r = subprocess.run(base + ["-o", str(tmp_path / "x.keras"), "--distill", str(tmp_path / "none.keras")],
-                       env=ENV, capture_output=True, text=True, timeout=600)
-    assert r.returncode != 0 and "no such model file" in r.stderr + r.stdout
+    run = json.loads((tmp_path / "ckpt" / "state.json").read_text())["runs"][0]
+    assert len(run["distill_sha256"]) == 64 and run["distill_weight"] == 1.0
+    for bad, says in ((["--distill", str(tmp_path / "none.keras")], "no such model file"),
+                      (["--distill-weight", "2"], "needs --distill")):
+        r = subprocess.run(base + ["-o", str(tmp_path / "x.keras")] + bad,
+                           env=ENV, capture_output=True, text=True, timeout=600)
+        assert r.returncode != 0 and says in r.stderr + r.stdout, (bad, r.stderr[-500:])
 
 
 def test_held_out_sunnybrook_subjects_are_a_yardstick_of_the_cavity_border():

@@ -12,6 +12,7 @@ labels alone: there the original model is what is being corrected.
 """
 from __future__ import annotations
 
+from cardiacquan import CardiacQuanError
 from cardiacquan.frameworks import import_keras
 from cardiacquan.segmentation.network import N_CLASSES, dice_ce_loss
 
@@ -21,6 +22,9 @@ def with_teacher(student, teacher_path):
     frozen teacher's probabilities side by side (2 * N_CLASSES channels)."""
     keras = import_keras()
     loaded = keras.saving.load_model(teacher_path, compile=False)
+    if len(loaded.inputs) != 1 or len(loaded.outputs) != 1 or loaded.output_shape[-1] != N_CLASSES:
+        raise CardiacQuanError(f"--distill {teacher_path}: not a segmentation model (one image in, "
+                               f"{N_CLASSES} class probabilities out)")
     teacher = keras.Model(loaded.inputs[0], loaded.outputs[0], name="teacher")   # not the student's name
     teacher.trainable = False                      # also runs its batch norm in inference mode
     image = keras.Input(shape=(None, None, 1), name="image")
