@@ -50,13 +50,15 @@ def _make_batch(args):
         x0, y = random_patch(_DATA[f"{kind}_images"][i], _DATA[f"{kind}_labels"][i], _DATA[f"{kind}_spacing"][i],
                              rng, intensity=False)
         xs.append(augment_intensity(x0, rng))    # same draws as random_patch(..., intensity=True)
-        x0s.append(x0.astype(np.float32))
         ys.append(y)
-        flags.append(np.full_like(y, kind == "train"))
+        if clean:
+            x0s.append(x0.astype(np.float32))
+            flags.append(kind == "train")
     x, y = np.stack(xs)[..., None], np.stack(ys)[..., None]
     if not clean:
         return x, y
-    return (x, np.stack(x0s)[..., None]), np.concatenate([y, np.stack(flags)[..., None]], axis=-1)
+    flag = np.broadcast_to(np.array(flags, y.dtype)[:, None, None, None], y.shape)
+    return (x, np.stack(x0s)[..., None]), np.concatenate([y, flag], axis=-1)
 
 
 def prefetch(pool, fn, args_iter, depth):
